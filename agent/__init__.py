@@ -1,0 +1,1 @@
+"""The FLARE node agent (a DaemonSet on every provider node)."""

@@ -1,0 +1,1 @@
+"""The FLARE control plane: intent API, placement, federation and telemetry."""

@@ -1,0 +1,77 @@
+"""The gRPC server: FLARE's services, health checking and reflection."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from controlplane.api.intents import IntentServicer
+from controlplane.api.interceptor import AuthInterceptor
+from controlplane.api.offers import OfferServicer
+from controlplane.api.telemetry import TelemetryServicer
+from controlplane.api.tokens import TokenServicer
+from controlplane.auth import Authenticator
+from controlplane.engine import IntentEngine
+from controlplane.federation.port import Federation
+from controlplane.store.base import IntentStore, TokenStore
+from flare.v1 import (
+    intent_service_pb2,
+    intent_service_pb2_grpc,
+    offer_service_pb2,
+    offer_service_pb2_grpc,
+    telemetry_service_pb2,
+    telemetry_service_pb2_grpc,
+    token_service_pb2,
+    token_service_pb2_grpc,
+)
+
+SERVICE_NAMES = (
+    intent_service_pb2.DESCRIPTOR.services_by_name["IntentService"].full_name,
+    offer_service_pb2.DESCRIPTOR.services_by_name["OfferService"].full_name,
+    token_service_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
+    telemetry_service_pb2.DESCRIPTOR.services_by_name["TelemetryService"].full_name,
+)
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def build_server(
+    *,
+    intents: IntentStore,
+    tokens: TokenStore,
+    engine: IntentEngine,
+    federation: Federation,
+    authenticator: Authenticator,
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(authenticator)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    intent_service_pb2_grpc.add_IntentServiceServicer_to_server(
+        IntentServicer(intents, engine), server
+    )
+    offer_service_pb2_grpc.add_OfferServiceServicer_to_server(OfferServicer(federation), server)
+    token_service_pb2_grpc.add_TokenServiceServicer_to_server(
+        TokenServicer(tokens, authenticator), server
+    )
+    telemetry_service_pb2_grpc.add_TelemetryServiceServicer_to_server(TelemetryServicer(), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    return server, health_servicer
+
+
+async def set_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, status)

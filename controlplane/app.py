@@ -1,0 +1,135 @@
+"""The control plane assembled: store, federation, engine, gRPC server and the
+REST gateway, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from controlplane import auth
+from controlplane.api.rest import Gateway
+from controlplane.api.server import SERVICE_NAMES, build_server, set_serving
+from controlplane.clock import utc_now
+from controlplane.engine import IntentEngine
+from controlplane.federation.local import LocalFederation, load_offers
+from controlplane.intents import lifecycle
+from controlplane.store.sqlite import SqliteStore, Synchronous
+from flare.v1 import intent_service_pb2, offer_service_pb2, token_service_pb2
+
+log = logging.getLogger(__name__)
+DB_FILE = "flare.db"
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+@dataclass
+class Settings:
+    listen: str = "127.0.0.1:50051"
+    http_listen: str = "127.0.0.1:8080"  # "" disables the REST gateway
+    data_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "share" / "flare")
+    federation_file: Path | None = None
+    synchronous: Synchronous = "FULL"
+    engine_workers: int = 16
+    grace_seconds: float = 5.0
+
+
+class ControlPlane:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = SqliteStore(settings.data_dir / DB_FILE, synchronous=settings.synchronous)
+        self.federation = LocalFederation(load_offers(settings.federation_file))
+        self.engine: IntentEngine | None = None
+        self.grpc_port = 0
+        self.http_port = 0
+        self._runner: web.AppRunner | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.settings.data_dir / ADMIN_TOKEN_FILE
+
+    async def start(self) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store.open()
+        if await auth.ensure_admin_token(self.store, self.admin_token_path, now=utc_now()):
+            log.info("admin token written", extra={"path": str(self.admin_token_path)})
+        live = await self.store.live()
+        self.federation.restore(i for i in live if i.state in lifecycle.HOLDING)
+        self.engine = IntentEngine(self.store, self.federation, workers=settings.engine_workers)
+        authenticator = auth.Authenticator(self.store)
+        self.server, self._health = build_server(
+            intents=self.store,
+            tokens=self.store,
+            engine=self.engine,
+            federation=self.federation,
+            authenticator=authenticator,
+        )
+        self.grpc_port = self.server.add_insecure_port(settings.listen)
+        if self.grpc_port == 0:
+            raise OSError(f"cannot listen on {settings.listen}")
+        await self.server.start()
+        await self.engine.start()
+        host = settings.listen.rsplit(":", 1)[0]
+        if settings.http_listen:
+            services = [
+                intent_service_pb2.DESCRIPTOR.services_by_name["IntentService"],
+                offer_service_pb2.DESCRIPTOR.services_by_name["OfferService"],
+                token_service_pb2.DESCRIPTOR.services_by_name["TokenService"],
+            ]
+            gateway = Gateway(f"{host.strip('[]') or '127.0.0.1'}:{self.grpc_port}", services)
+            self._runner = web.AppRunner(gateway.app(), access_log=None)
+            await self._runner.setup()
+            http_host, http_port = settings.http_listen.rsplit(":", 1)
+            site = web.TCPSite(self._runner, http_host.strip("[]"), int(http_port))
+            await site.start()
+            self.http_port = _bound_port(site) or int(http_port)
+        await set_serving(self._health, True)
+        log.info(
+            "control plane serving",
+            extra={
+                "grpc": f"{host}:{self.grpc_port}",
+                "rest": f"{settings.http_listen.rsplit(':', 1)[0]}:{self.http_port}"
+                if settings.http_listen
+                else "off",
+                "services": list(SERVICE_NAMES),
+                "intents_live": len(live),
+                "admin_token_file": str(self.admin_token_path),
+            },
+        )
+
+    async def stop(self) -> None:
+        """Graceful: stop taking requests, let running ones finish, stop the
+        engine, close the store."""
+        await set_serving(self._health, False)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.server.stop(self.settings.grace_seconds)
+        if self.engine is not None:
+            await self.engine.stop()
+        self.store.close()
+        self._stopped.set()
+        log.info("control plane stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server = site._server  # aiohttp keeps the bound socket here
+    sockets = getattr(server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1]) if sockets else 0
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    plane = ControlPlane(settings)
+    await plane.start()
+    try:
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await plane.stop()

@@ -1,0 +1,251 @@
+"""The intent engine: moves each intent through its lifecycle.
+
+PENDING -> PLANNING -> (QUEUED | RESERVING -> DEPLOYING -> RUNNING), and
+CANCELLING -> CANCELLED. Every step is recorded in the store before the next
+one starts, and every step is safe to repeat, so after a crash the engine
+picks up each live intent where it was. Several workers run at once; the
+federation's reserve is what prevents double-booking, and a lost race sends
+the intent back to planning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from decimal import Decimal
+
+from controlplane.clock import Clock, utc_now
+from controlplane.convert import to_placement_proto, to_plan_proto
+from controlplane.errors import FlareError
+from controlplane.federation.port import CapacityGone, Federation
+from controlplane.intents import lifecycle
+from controlplane.placement import planner, requirements
+from controlplane.placement.planner import PlanResult
+from controlplane.store.base import IntentStore
+from flare.money import DEFAULT_RATES_PER_EUR
+from flare.v1 import intent_pb2
+
+log = logging.getLogger(__name__)
+MAX_REPLANS = 5
+
+
+class IntentEngine:
+    def __init__(
+        self,
+        store: IntentStore,
+        federation: Federation,
+        *,
+        clock: Clock = utc_now,
+        workers: int = 16,
+        rates: Mapping[str, Decimal] = DEFAULT_RATES_PER_EUR,
+    ) -> None:
+        self._store = store
+        self._federation = federation
+        self._clock = clock
+        self._workers = workers
+        self._rates = rates
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._scheduled: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._requeue_pending = False
+        federation.on_capacity_freed(self._capacity_freed)
+
+    async def start(self) -> None:
+        for intent in await self._store.live():
+            self.kick(intent.name)
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"engine-{i}") for i in range(self._workers)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def kick(self, name: str) -> None:
+        """Schedule an intent for its next step (duplicates are merged)."""
+        if name not in self._scheduled:
+            self._scheduled.add(name)
+            self._queue.put_nowait(name)
+
+    async def plan_intent(self, intent: intent_pb2.Intent, top_k: int = 5) -> PlanResult:
+        """A dry-run plan of an intent against the current offers."""
+        offers = await self._federation.offers()
+        return planner.plan(
+            requirements.from_intent(intent),
+            offers,
+            intent.objective,
+            top_k=top_k,
+            rates=self._rates,
+        )
+
+    def _capacity_freed(self) -> None:
+        if self._requeue_pending:
+            return
+        self._requeue_pending = True
+        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._requeue_queued()))
+
+    async def _requeue_queued(self) -> None:
+        self._requeue_pending = False
+        for intent in await self._store.live():
+            if intent.state == lifecycle.QUEUED:
+                self.kick(intent.name)
+
+    async def _work(self) -> None:
+        while True:
+            name = await self._queue.get()
+            self._scheduled.discard(name)
+            try:
+                await self._advance(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("intent step failed", extra={"intent": name})
+
+    async def _advance(self, name: str) -> None:
+        """Take steps until the intent waits (QUEUED, RUNNING) or ends."""
+        for _ in range(MAX_REPLANS * 4):
+            intent = await self._store.get(name)
+            if intent is None or intent.state in lifecycle.TERMINAL:
+                return
+            step = _STEPS.get(intent.state)
+            if step is None:
+                return
+            if not await step(self, intent):
+                return
+
+    async def _transition(
+        self,
+        intent: intent_pb2.Intent,
+        target: int,
+        reason: str,
+        message: str,
+        mutate: object = None,
+    ) -> intent_pb2.Intent | None:
+        """Move `intent` to `target` if it is still in the state we read;
+        None if someone else (a cancel) changed it first."""
+        expected = intent.state
+
+        def change(current: intent_pb2.Intent) -> intent_pb2.Intent | None:
+            if current.state != expected:
+                return None
+            moved = lifecycle.transition(
+                current, target, reason=reason, message=message, now=self._clock()
+            )
+            if callable(mutate):
+                mutate(moved)
+            return moved
+
+        result = await self._store.update(intent.name, change)
+        return result if result.state == target else None
+
+    # -- steps: each returns True to continue with the next step ------------
+
+    async def _pending(self, intent: intent_pb2.Intent) -> bool:
+        return (
+            await self._transition(intent, lifecycle.PLANNING, "Planning", "choosing an offer")
+            is not None
+        )
+
+    async def _planning(self, intent: intent_pb2.Intent) -> bool:
+        result = await self.plan_intent(intent)
+        summary = plan_message(result)
+        best = result.best
+        if best is None:
+
+            def record_plan(moved: intent_pb2.Intent) -> None:
+                moved.last_plan.CopyFrom(to_plan_proto(result))
+
+            await self._transition(
+                intent, lifecycle.QUEUED, "NoMatchingOffer", summary, record_plan
+            )
+            return False
+
+        def place(moved: intent_pb2.Intent) -> None:
+            moved.placement.CopyFrom(to_placement_proto(best))
+            moved.last_plan.CopyFrom(to_plan_proto(result))
+
+        message = (
+            f"chose {best.offer.gpu_model} x{best.gpu_count} at {best.offer.provider} "
+            f"({best.offer.region}) for {best.hourly_cost}/h"
+        )
+        return (
+            await self._transition(intent, lifecycle.RESERVING, "Placed", message, place)
+            is not None
+        )
+
+    async def _queued(self, intent: intent_pb2.Intent) -> bool:
+        return (
+            await self._transition(intent, lifecycle.PLANNING, "Replanning", "capacity changed")
+            is not None
+        )
+
+    async def _reserving(self, intent: intent_pb2.Intent) -> bool:
+        try:
+            await self._federation.reserve(intent)
+        except CapacityGone as gone:
+            replans = sum(1 for t in intent.history if t.reason == "ReservationFailed")
+            if replans >= MAX_REPLANS:
+                await self._transition(intent, lifecycle.FAILED, "ReservationFailed", str(gone))
+                return False
+            return (
+                await self._transition(
+                    intent, lifecycle.PLANNING, "ReservationFailed", f"{gone}; planning again"
+                )
+                is not None
+            )
+        moved = await self._transition(intent, lifecycle.DEPLOYING, "Reserved", "GPUs reserved")
+        if moved is None:
+            # Cancelled meanwhile: the cancel path releases what we hold.
+            self.kick(intent.name)
+            return False
+        return True
+
+    async def _deploying(self, intent: intent_pb2.Intent) -> bool:
+        try:
+            endpoint = await self._federation.deploy(intent)
+        except FlareError as error:
+            await self._federation.release(intent)
+            await self._transition(
+                intent, lifecycle.PLANNING, "DeployFailed", f"{error}; planning again"
+            )
+            return True
+
+        def set_endpoint(moved: intent_pb2.Intent) -> None:
+            moved.endpoint = endpoint
+
+        await self._transition(
+            intent, lifecycle.RUNNING, "Running", "workload running", set_endpoint
+        )
+        return False
+
+    async def _cancelling(self, intent: intent_pb2.Intent) -> bool:
+        await self._federation.release(intent)
+        await self._transition(
+            intent, lifecycle.CANCELLED, "Released", "workload and GPUs released"
+        )
+        return False
+
+
+_STEPS = {
+    lifecycle.PENDING: IntentEngine._pending,
+    lifecycle.PLANNING: IntentEngine._planning,
+    lifecycle.QUEUED: IntentEngine._queued,
+    lifecycle.RESERVING: IntentEngine._reserving,
+    lifecycle.DEPLOYING: IntentEngine._deploying,
+    lifecycle.CANCELLING: IntentEngine._cancelling,
+}
+
+
+def plan_message(result: PlanResult) -> str:
+    if result.best is not None:
+        return f"{len(result.candidates)} candidates of {result.offers_considered} offers"
+    if not result.rejections:
+        return "no offers in the federation"
+    reasons = "; ".join(f"{r.count}: {r.message}" for r in result.rejections[:3])
+    return f"no offer fits ({result.offers_considered} offers: {reasons}); waiting for capacity"

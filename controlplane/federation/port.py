@@ -1,0 +1,33 @@
+"""What the intent engine needs from a federation of provider clusters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from controlplane.placement.offers import Offer
+from flare.v1 import intent_pb2
+
+
+class CapacityGone(Exception):
+    """The chosen offer no longer has the GPUs (someone else took them)."""
+
+
+class Federation(Protocol):
+    async def offers(self) -> Sequence[Offer]:
+        """Every offer, with free capacity as of now."""
+
+    async def reserve(self, intent: intent_pb2.Intent) -> None:
+        """Hold the GPUs of intent.placement for the intent. Idempotent per
+        intent name. Raises CapacityGone."""
+
+    async def deploy(self, intent: intent_pb2.Intent) -> str:
+        """Start the workload on the reserved GPUs; returns its endpoint URL
+        ("" when nothing is exposed). Idempotent."""
+
+    async def release(self, intent: intent_pb2.Intent) -> None:
+        """Stop the workload and give the GPUs back. Idempotent."""
+
+    def on_capacity_freed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever GPUs become free (released, or offers
+        added), so queued intents are planned again."""

@@ -1,0 +1,106 @@
+"""`flare-controlplane`: serve the FLARE API.
+
+With no arguments it runs the embedded default: SQLite in ~/.local/share/flare,
+the local (simulated) federation, gRPC on 127.0.0.1:50051 and the REST
+gateway on 127.0.0.1:8080. Every flag also reads an environment variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from controlplane import logs
+from controlplane.app import Settings, serve
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    defaults = Settings()
+    parser = argparse.ArgumentParser(
+        prog="flare-controlplane", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--listen",
+        default=env("FLARE_LISTEN", defaults.listen),
+        help="gRPC address host:port (FLARE_LISTEN; default %(default)s)",
+    )
+    parser.add_argument(
+        "--http-listen",
+        default=env("FLARE_HTTP_LISTEN", defaults.http_listen),
+        help="REST gateway address, or 'off' (FLARE_HTTP_LISTEN; default %(default)s)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(env("FLARE_DATA_DIR", str(defaults.data_dir))),
+        help="where the database and the admin token live (FLARE_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--federation-file",
+        type=Path,
+        default=env("FLARE_FEDERATION_FILE"),
+        help="JSON description of the local federation (FLARE_FEDERATION_FILE; "
+        "default: the packaged demo federation)",
+    )
+    parser.add_argument(
+        "--sync",
+        choices=("FULL", "NORMAL"),
+        default=env("FLARE_SYNC", "FULL"),
+        help="SQLite durability: FULL survives power loss, NORMAL a process crash "
+        "(FLARE_SYNC; default %(default)s)",
+    )
+    parser.add_argument(
+        "--engine-workers",
+        type=int,
+        default=int(env("FLARE_ENGINE_WORKERS", "16")),
+        help="intents advanced concurrently (FLARE_ENGINE_WORKERS; default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env("FLARE_LOG_LEVEL", "info"),
+        choices=("debug", "info", "warning", "error"),
+        help="(FLARE_LOG_LEVEL)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=env("FLARE_LOG_FORMAT", "json"),
+        choices=("json", "text"),
+        help="(FLARE_LOG_FORMAT; default %(default)s)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.configure(args.log_level, args.log_format)
+    settings = Settings(
+        listen=args.listen,
+        http_listen="" if args.http_listen == "off" else args.http_listen,
+        data_dir=args.data_dir,
+        federation_file=args.federation_file,
+        synchronous=args.sync,
+        engine_workers=args.engine_workers,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(settings, stop)
+
+    try:
+        asyncio.run(run())
+    except OSError as error:
+        print(f"flare-controlplane: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

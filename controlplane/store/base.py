@@ -1,0 +1,94 @@
+"""What the control plane needs from durable state.
+
+An `IntentStore` keeps intents and a log of their changes: every change gets
+the next store revision, so a watcher can resume after any revision it saw.
+A `TokenStore` keeps API tokens (hashes only). Implementations: SQLite for the
+embedded default; a Kubernetes CRD store for cluster mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from flare.v1 import intent_pb2, token_service_pb2
+
+# A pure change: the intent as stored -> the new intent, or None for "no change".
+Change = Callable[[intent_pb2.Intent], intent_pb2.Intent | None]
+
+
+@dataclass(frozen=True, slots=True)
+class IntentEvent:
+    revision: int
+    tenant: str
+    intent: intent_pb2.Intent
+
+
+@dataclass(frozen=True, slots=True)
+class IntentPage:
+    intents: Sequence[intent_pb2.Intent]
+    # Cursor for the next page; None on the last page.
+    next_cursor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    tenant: str
+    token: token_service_pb2.Token
+    secret_hash: bytes
+
+
+class Subscription(Protocol):
+    async def next(self) -> IntentEvent | None:
+        """The next event; None when the subscriber fell behind and must
+        re-read from the log (events_since)."""
+
+    def close(self) -> None: ...
+
+
+class IntentStore(Protocol):
+    async def create(
+        self, intent: intent_pb2.Intent, *, tenant: str, request_id: str
+    ) -> tuple[intent_pb2.Intent, bool]:
+        """Store a new intent, give it a revision. With a request_id already
+        used in the tenant, return the intent it created and False. Raises
+        AlreadyExists when the name is taken."""
+
+    async def get(self, name: str) -> intent_pb2.Intent | None: ...
+
+    async def list_intents(
+        self, *, tenant: str, states: Sequence[int], limit: int, cursor: int | None
+    ) -> IntentPage:
+        """Newest first."""
+
+    async def update(self, name: str, change: Change) -> intent_pb2.Intent:
+        """Apply `change` atomically to the stored intent (read, change, write
+        in one transaction, so concurrent updates never interleave). Raises
+        NotFound; errors raised by `change` propagate and store nothing."""
+
+    async def events_since(
+        self, revision: int, *, tenant: str, name: str = "", limit: int = 1000
+    ) -> list[IntentEvent]:
+        """Logged changes after `revision`, oldest first. Raises OutOfRange
+        when that revision has been compacted away."""
+
+    async def live(self) -> list[intent_pb2.Intent]:
+        """Intents not in a terminal state (for recovery after a restart)."""
+
+    def subscribe(self) -> Subscription:
+        """Changes committed from now on, in revision order."""
+
+    @property
+    def revision(self) -> int: ...
+
+
+class TokenStore(Protocol):
+    async def add_token(self, record: TokenRecord) -> None: ...
+
+    async def token(self, name: str) -> TokenRecord | None: ...
+
+    async def tokens(self, *, tenant: str, limit: int, cursor: str) -> list[TokenRecord]:
+        """Tokens of a tenant ordered by name, after `cursor`."""
+
+    async def revoke_token(self, name: str, revoke_time_seconds: int) -> TokenRecord | None: ...
