@@ -1,0 +1,93 @@
+"""Fixtures that run a real control plane (gRPC server, REST gateway, SQLite
+store, local federation) in the test's event loop on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from controlplane.app import ControlPlane, Settings
+from flare.v1 import (
+    intent_service_pb2_grpc,
+    offer_service_pb2_grpc,
+    token_service_pb2_grpc,
+)
+
+TINY_FEDERATION = {
+    "providers": [
+        {
+            "name": "eu-cheap", "region": "eu-west-1", "country": "IE", "currency": "EUR",
+            "latency_ms": 40, "availability": 99.5,
+            "nodes": [{"name": "ie-a100", "gpu_model": "nvidia-a100", "gpus": 4,
+                       "price_per_gpu_hour": 1.0}],
+        },
+        {
+            "name": "eu-fast", "region": "eu-central-1", "country": "DE", "currency": "EUR",
+            "latency_ms": 5, "availability": 99.99,
+            "nodes": [{"name": "de-a100", "gpu_model": "nvidia-a100", "gpus": 4,
+                       "price_per_gpu_hour": 2.0}],
+        },
+        {
+            "name": "us-h100", "region": "us-east-1", "country": "US", "currency": "USD",
+            "latency_ms": 90, "availability": 99.9,
+            "nodes": [{"name": "us-h100-a", "gpu_model": "nvidia-h100", "gpus": 8,
+                       "price_per_gpu_hour": 2.5}],
+        },
+    ]
+}
+
+
+@dataclass
+class Running:
+    plane: ControlPlane
+    channel: grpc.aio.Channel
+    admin_token: str
+    rest_url: str
+
+    def metadata(self, token: str | None = None) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {token or self.admin_token}"),)
+
+    @property
+    def intents(self) -> intent_service_pb2_grpc.IntentServiceStub:
+        return intent_service_pb2_grpc.IntentServiceStub(self.channel)
+
+    @property
+    def offers(self) -> offer_service_pb2_grpc.OfferServiceStub:
+        return offer_service_pb2_grpc.OfferServiceStub(self.channel)
+
+    @property
+    def tokens(self) -> token_service_pb2_grpc.TokenServiceStub:
+        return token_service_pb2_grpc.TokenServiceStub(self.channel)
+
+
+@pytest.fixture
+def federation_file(tmp_path: Path) -> Path:
+    path = tmp_path / "federation.json"
+    path.write_text(json.dumps(TINY_FEDERATION))
+    return path
+
+
+@pytest.fixture
+async def control_plane(tmp_path: Path, federation_file: Path) -> AsyncIterator[Running]:
+    settings = Settings(
+        listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        data_dir=tmp_path / "data",
+        federation_file=federation_file,
+        synchronous="NORMAL",
+        grace_seconds=0.5,
+    )
+    plane = ControlPlane(settings)
+    await plane.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{plane.grpc_port}")
+    token = plane.admin_token_path.read_text().strip()
+    try:
+        yield Running(plane, channel, token, f"http://127.0.0.1:{plane.http_port}")
+    finally:
+        await channel.close()
+        await plane.stop()
