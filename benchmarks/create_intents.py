@@ -55,7 +55,9 @@ def an_intent(index: int) -> intent_pb2.Intent:
     return intent
 
 
-async def _drive(address: str, token: str, kind: str, seconds: float, concurrency: int, worker: int) -> list[float]:
+async def _drive(  # noqa: PLR0917 - the pool passes one tuple
+    address: str, token: str, kind: str, seconds: float, concurrency: int, worker: int
+) -> list[float]:
     latencies: list[float] = []
     metadata = (("authorization", f"Bearer {token}"),)
     async with grpc.aio.insecure_channel(address) as channel:
@@ -85,10 +87,14 @@ def _worker(args: tuple[str, str, str, float, int, int]) -> list[float]:
     return asyncio.run(_drive(*args))
 
 
-def run_load(address: str, token: str, kind: str, seconds: float, processes: int, concurrency: int) -> dict[str, Any]:
+def run_load(  # noqa: PLR0917 - the load's knobs
+    address: str, token: str, kind: str, seconds: float, processes: int, concurrency: int
+) -> dict[str, Any]:
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         started = time.perf_counter()
-        parts = pool.map(_worker, [(address, token, kind, seconds, concurrency, w) for w in range(processes)])
+        parts = pool.map(
+            _worker, [(address, token, kind, seconds, concurrency, w) for w in range(processes)]
+        )
         elapsed = time.perf_counter() - started
     latencies = sorted(x for part in parts for x in part)
     count = len(latencies)
@@ -104,8 +110,21 @@ def run_load(address: str, token: str, kind: str, seconds: float, processes: int
 
 def start_server(data_dir: Path, port: int, sync: str) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "controlplane.main", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}",
-         "--http-listen", "off", "--sync", sync, "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "controlplane.main",
+            "--data-dir",
+            str(data_dir),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--http-listen",
+            "off",
+            "--sync",
+            sync,
+            "--log-level",
+            "warning",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -117,7 +136,9 @@ async def _wait_serving(address: str) -> None:
     async with grpc.aio.insecure_channel(address) as channel:
         for _ in range(300):
             try:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=0.5
+                )
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.aio.AioRpcError:
@@ -149,27 +170,42 @@ def main() -> int:
             try:
                 token = (Path(data_dir) / "admin-token").read_text().strip()
                 before = cpu_seconds(server.pid)
-                rows[label] = run_load(f"127.0.0.1:{port}", token, kind, args.seconds, args.processes, args.concurrency)
-                rows[label]["server_cpu_cores"] = round((cpu_seconds(server.pid) - before) / args.seconds, 2)
+                rows[label] = run_load(
+                    f"127.0.0.1:{port}", token, kind, args.seconds, args.processes, args.concurrency
+                )
+                rows[label]["server_cpu_cores"] = round(
+                    (cpu_seconds(server.pid) - before) / args.seconds, 2
+                )
             finally:
                 server.send_signal(signal.SIGTERM)
                 server.wait(timeout=30)
-    print(f"\nCreateIntent through gRPC: {args.processes} client processes x {args.concurrency} in flight, "
-          f"{args.seconds:.0f} s each, {os.cpu_count()} cores\n")
+    print(
+        f"\nCreateIntent through gRPC: {args.processes} client processes"
+        f" x {args.concurrency} in flight, "
+        f"{args.seconds:.0f} s each, {os.cpu_count()} cores\n"
+    )
     header = f"{'case':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'server CPU':>12}"
     print(header)
     print("-" * len(header))
     for label, row in rows.items():
-        print(f"{label:<28}{row['throughput_per_s']:>10}{row['p50_ms']:>10}{row['p99_ms']:>10}"
-              f"{row['server_cpu_cores']:>12}")
+        print(
+            f"{label:<28}{row['throughput_per_s']:>10}{row['p50_ms']:>10}{row['p99_ms']:>10}"
+            f"{row['server_cpu_cores']:>12}"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "create_intents",
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-        "settings": vars(args),
-        "target": {"throughput_per_s": 1000, "p99_ms": 50},
-        "results": rows,
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "create_intents",
+                "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+                "settings": vars(args),
+                "target": {"throughput_per_s": 1000, "p99_ms": 50},
+                "results": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\nwritten to {RESULTS}")
     return 0
 

@@ -21,22 +21,52 @@ from flare.v1 import (
 TINY_FEDERATION = {
     "providers": [
         {
-            "name": "eu-cheap", "region": "eu-west-1", "country": "IE", "currency": "EUR",
-            "latency_ms": 40, "availability": 99.5,
-            "nodes": [{"name": "ie-a100", "gpu_model": "nvidia-a100", "gpus": 4,
-                       "price_per_gpu_hour": 1.0}],
+            "name": "eu-cheap",
+            "region": "eu-west-1",
+            "country": "IE",
+            "currency": "EUR",
+            "latency_ms": 40,
+            "availability": 99.5,
+            "nodes": [
+                {
+                    "name": "ie-a100",
+                    "gpu_model": "nvidia-a100",
+                    "gpus": 4,
+                    "price_per_gpu_hour": 1.0,
+                }
+            ],
         },
         {
-            "name": "eu-fast", "region": "eu-central-1", "country": "DE", "currency": "EUR",
-            "latency_ms": 5, "availability": 99.99,
-            "nodes": [{"name": "de-a100", "gpu_model": "nvidia-a100", "gpus": 4,
-                       "price_per_gpu_hour": 2.0}],
+            "name": "eu-fast",
+            "region": "eu-central-1",
+            "country": "DE",
+            "currency": "EUR",
+            "latency_ms": 5,
+            "availability": 99.99,
+            "nodes": [
+                {
+                    "name": "de-a100",
+                    "gpu_model": "nvidia-a100",
+                    "gpus": 4,
+                    "price_per_gpu_hour": 2.0,
+                }
+            ],
         },
         {
-            "name": "us-h100", "region": "us-east-1", "country": "US", "currency": "USD",
-            "latency_ms": 90, "availability": 99.9,
-            "nodes": [{"name": "us-h100-a", "gpu_model": "nvidia-h100", "gpus": 8,
-                       "price_per_gpu_hour": 2.5}],
+            "name": "us-h100",
+            "region": "us-east-1",
+            "country": "US",
+            "currency": "USD",
+            "latency_ms": 90,
+            "availability": 99.9,
+            "nodes": [
+                {
+                    "name": "us-h100-a",
+                    "gpu_model": "nvidia-h100",
+                    "gpus": 8,
+                    "price_per_gpu_hour": 2.5,
+                }
+            ],
         },
     ]
 }
@@ -53,15 +83,15 @@ class Running:
         return (("authorization", f"Bearer {token or self.admin_token}"),)
 
     @property
-    def intents(self) -> intent_service_pb2_grpc.IntentServiceStub:
+    def intents(self) -> intent_service_pb2_grpc.IntentServiceAsyncStub:
         return intent_service_pb2_grpc.IntentServiceStub(self.channel)
 
     @property
-    def offers(self) -> offer_service_pb2_grpc.OfferServiceStub:
+    def offers(self) -> offer_service_pb2_grpc.OfferServiceAsyncStub:
         return offer_service_pb2_grpc.OfferServiceStub(self.channel)
 
     @property
-    def tokens(self) -> token_service_pb2_grpc.TokenServiceStub:
+    def tokens(self) -> token_service_pb2_grpc.TokenServiceAsyncStub:
         return token_service_pb2_grpc.TokenServiceStub(self.channel)
 
 

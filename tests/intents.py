@@ -18,7 +18,9 @@ SEED_INFERENCE: dict[str, Any] = {
             "image": "lmsysorg/sglang:latest",
             "commands": ["python3 -m sglang.launch_server --model-path $MODEL_ID --port 8000"],
             "env": ["MODEL_ID=meta-llama/Llama-2-7b-chat-hf", "CUDA_VISIBLE_DEVICES=0"],
-            "ports": [{"port": 8000, "protocol": "TCP", "expose": True, "domain": "llm-api.mycompany.com"}],
+            "ports": [
+                {"port": 8000, "protocol": "TCP", "expose": True, "domain": "llm-api.mycompany.com"}
+            ],
             "resources": {
                 "cpu": "4",
                 "memory": "16Gi",
@@ -26,7 +28,12 @@ SEED_INFERENCE: dict[str, Any] = {
             },
             "storage": {
                 "volumes": [
-                    {"name": "model-cache", "size": "50Gi", "type": "persistent", "path": "/root/.cache"}
+                    {
+                        "name": "model-cache",
+                        "size": "50Gi",
+                        "type": "persistent",
+                        "path": "/root/.cache",
+                    }
                 ]
             },
             "secrets": [{"name": "huggingface-token", "env": "HF_TOKEN"}],
@@ -55,7 +62,9 @@ def intent_from(document: dict[str, Any]) -> intent_pb2.Intent:
     return json_format.ParseDict(data, intent_pb2.Intent())
 
 
-def gpu_job(name: str = "job", *, model: str = "nvidia-a100", count: int = 1, **constraints: Any) -> intent_pb2.Intent:
+def gpu_job(
+    name: str = "job", *, model: str = "nvidia-a100", count: int = 1, **constraints: Any
+) -> intent_pb2.Intent:
     return intent_from(
         {
             "intent": {

@@ -12,12 +12,15 @@ from tests.controlplane_fixtures import Running
 from tests.intents import SEED_INFERENCE, SEED_TRAINING
 
 
-async def call(cp: Running, method: str, path: str, body: Any = None, token: str | None = "admin") -> tuple[int, Any]:
+async def call(
+    cp: Running, method: str, path: str, body: Any = None, token: str | None = "admin"
+) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {cp.admin_token}"} if token == "admin" else {}
     data = json.dumps(body) if body is not None else None
-    async with aiohttp.ClientSession() as session, session.request(
-        method, cp.rest_url + path, data=data, headers=headers
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, cp.rest_url + path, data=data, headers=headers) as response,
+    ):
         return response.status, json.loads(await response.text() or "{}")
 
 
@@ -42,7 +45,9 @@ async def test_the_seeds_curl_examples_work_verbatim(control_plane: Running) -> 
     status, full = await call(control_plane, "GET", f"/api/v1/{intent['name']}")
     assert status == 200 and full["intent"]["name"] == intent["name"]
 
-    status, listed = await call(control_plane, "GET", "/api/v1/intents?states=STATE_RUNNING&page_size=10")
+    status, listed = await call(
+        control_plane, "GET", "/api/v1/intents?states=STATE_RUNNING&page_size=10"
+    )
     assert status == 200 and intent["name"] in [i["name"] for i in listed["intents"]]
 
     status, cancelled = await call(control_plane, "DELETE", f"/api/v1/intents/{intent_id}")
@@ -50,13 +55,24 @@ async def test_the_seeds_curl_examples_work_verbatim(control_plane: Running) -> 
 
 
 async def test_errors_use_the_google_json_shape(control_plane: Running) -> None:
-    bad = {"intent": {"objective": "Cost_Minimization", "workload": {"type": "job", "name": "x", "image": "i",
-                                                                        "resources": {"gpu": {"model": "h10"}}}}}
+    bad = {
+        "intent": {
+            "objective": "Cost_Minimization",
+            "workload": {
+                "type": "job",
+                "name": "x",
+                "image": "i",
+                "resources": {"gpu": {"model": "h10"}},
+            },
+        }
+    }
     status, body = await call(control_plane, "POST", "/api/v1/intents", bad)
     assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT"
     bad_request = next(d for d in body["error"]["details"] if d["@type"].endswith("BadRequest"))
     assert bad_request["field_violations"][0]["field"] == "intent.workload.resources.gpu.model"
-    status, body = await call(control_plane, "POST", "/api/v1/intents", {"intent": {"objective": "Cheapest"}})
+    status, body = await call(
+        control_plane, "POST", "/api/v1/intents", {"intent": {"objective": "Cheapest"}}
+    )
     assert status == 400 and "intent.objective" in body["error"]["message"]
     status, body = await call(control_plane, "GET", "/api/v1/intents", token=None)
     assert status == 401 and body["error"]["status"] == "UNAUTHENTICATED"
@@ -69,11 +85,18 @@ async def test_errors_use_the_google_json_shape(control_plane: Running) -> None:
 
 
 async def test_resources_and_tokens_paths(control_plane: Running) -> None:
-    status, offers = await call(control_plane, "GET", "/api/v1/resources?gpu.model=nvidia-a100&constraints.location=EU")
+    status, offers = await call(
+        control_plane, "GET", "/api/v1/resources?gpu.model=nvidia-a100&constraints.location=EU"
+    )
     assert status == 200
     assert {o["provider"] for o in offers["offers"]} == {"eu-cheap", "eu-fast"}
     assert offers["offers"][0]["provider"] == "eu-cheap"  # cheapest first
-    status, created = await call(control_plane, "POST", "/api/v1/auth/tokens", {"token": {"display_name": "ci", "scopes": ["offers:read"]}})
+    status, created = await call(
+        control_plane,
+        "POST",
+        "/api/v1/auth/tokens",
+        {"token": {"display_name": "ci", "scopes": ["offers:read"]}},
+    )
     assert status == 200 and created["secret"].startswith("flr.")
     token_id = created["token"]["name"].rsplit("/", 1)[1]
     status, listed = await call(control_plane, "GET", "/api/v1/auth/tokens")

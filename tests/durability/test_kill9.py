@@ -16,7 +16,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from flare.v1 import intent_service_pb2 as svc, intent_service_pb2_grpc
+from flare.v1 import intent_service_pb2 as svc
+from flare.v1 import intent_service_pb2_grpc
 from tests.intents import gpu_job
 
 pytestmark = pytest.mark.slow
@@ -31,8 +32,19 @@ def free_port() -> int:
 
 def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "controlplane.main", "--data-dir", str(data_dir), "--listen",
-         f"127.0.0.1:{port}", "--http-listen", "off", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "controlplane.main",
+            "--data-dir",
+            str(data_dir),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--http-listen",
+            "off",
+            "--log-level",
+            "warning",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -52,10 +64,14 @@ async def wait_serving(address: str) -> None:
     raise TimeoutError(address)
 
 
-async def all_intents(stub: intent_service_pb2_grpc.IntentServiceStub, md: tuple[tuple[str, str], ...]) -> list[str]:
+async def all_intents(
+    stub: intent_service_pb2_grpc.IntentServiceAsyncStub, md: tuple[tuple[str, str], ...]
+) -> list[str]:
     ids, token = [], ""
     while True:
-        page = await stub.ListIntents(svc.ListIntentsRequest(page_size=1000, page_token=token), metadata=md)
+        page = await stub.ListIntents(
+            svc.ListIntentsRequest(page_size=1000, page_token=token), metadata=md
+        )
         ids += [i.request_id for i in page.intents]
         token = page.next_page_token
         if not token:
@@ -79,7 +95,9 @@ async def test_acknowledged_intents_survive_kill_9(tmp_path: Path) -> None:
                 sent.add(request_id)
                 try:
                     await stub.CreateIntent(
-                        svc.CreateIntentRequest(intent=gpu_job(f"c{number}"), request_id=request_id),
+                        svc.CreateIntentRequest(
+                            intent=gpu_job(f"c{number}"), request_id=request_id
+                        ),
                         metadata=md,
                         timeout=5,
                     )
@@ -112,7 +130,8 @@ async def test_acknowledged_intents_survive_kill_9(tmp_path: Path) -> None:
             for request_id in sorted(sent):
                 number = request_id.split("-")[0][1:]
                 await stub.CreateIntent(
-                    svc.CreateIntentRequest(intent=gpu_job(f"c{number}"), request_id=request_id), metadata=md
+                    svc.CreateIntentRequest(intent=gpu_job(f"c{number}"), request_id=request_id),
+                    metadata=md,
                 )
             after = Counter(await all_intents(stub, md))
             assert set(after) == sent and max(after.values()) == 1

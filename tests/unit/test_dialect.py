@@ -9,7 +9,12 @@ from tests.intents import SEED_INFERENCE
 
 def test_objective_spellings() -> None:
     enum = intent_pb2.Objective.DESCRIPTOR
-    for spelling in ("Cost_Minimization", "cost-minimization", "COST_MINIMIZATION", "OBJECTIVE_COST_MINIMIZATION"):
+    for spelling in (
+        "Cost_Minimization",
+        "cost-minimization",
+        "COST_MINIMIZATION",
+        "OBJECTIVE_COST_MINIMIZATION",
+    ):
         assert enum_value_name(enum, spelling) == "OBJECTIVE_COST_MINIMIZATION"
     assert enum_value_name(enum, "Cheapest") is None
     assert enum_value_name(intent_pb2.WorkloadType.DESCRIPTOR, "batch") == "WORKLOAD_TYPE_JOB"
@@ -27,15 +32,22 @@ def test_the_seed_inference_intent_maps_field_by_field() -> None:
     ]
     assert intent.workload.ports[0].protocol == intent_pb2.PROTOCOL_TCP
     assert intent.workload.storage.volumes[0].type == intent_pb2.VOLUME_TYPE_PERSISTENT
-    assert (intent.constraints.max_hourly_cost.amount, intent.constraints.max_hourly_cost.currency_code) == ("5", "EUR")
+    assert (
+        intent.constraints.max_hourly_cost.amount,
+        intent.constraints.max_hourly_cost.currency_code,
+    ) == ("5", "EUR")
     assert intent.sla.availability == 99.9
     assert intent.sla.max_interruption_time.seconds == 120
 
 
 def test_bad_shorthand_is_reported_with_paths() -> None:
     _, violations = normalize(
-        {"objective": "Fastest", "constraints": {"max_hourly_cost": "five"}, "sla": {"max_interruption_time": "soon"},
-         "workload": {"env": ["NOEQUALS"]}},
+        {
+            "objective": "Fastest",
+            "constraints": {"max_hourly_cost": "five"},
+            "sla": {"max_interruption_time": "soon"},
+            "workload": {"env": ["NOEQUALS"]},
+        },
         intent_pb2.Intent.DESCRIPTOR,
     )
     assert sorted(v.field for v in violations) == [
@@ -47,7 +59,10 @@ def test_bad_shorthand_is_reported_with_paths() -> None:
 
 
 def test_canonical_protobuf_json_passes_unchanged() -> None:
-    canonical = {"objective": "OBJECTIVE_ENERGY_EFFICIENCY", "sla": {"max_interruption_time": "30s"},
-                 "constraints": {"max_hourly_cost": {"currency_code": "USD", "amount": "2"}}}
+    canonical = {
+        "objective": "OBJECTIVE_ENERGY_EFFICIENCY",
+        "sla": {"max_interruption_time": "30s"},
+        "constraints": {"max_hourly_cost": {"currency_code": "USD", "amount": "2"}},
+    }
     data, violations = normalize(canonical, intent_pb2.Intent.DESCRIPTOR)
     assert violations == [] and data == canonical

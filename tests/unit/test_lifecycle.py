@@ -17,7 +17,7 @@ def test_every_state_of_the_contract_is_in_the_table() -> None:
 
 
 def test_terminal_states_go_nowhere_and_every_live_state_can_fail() -> None:
-    assert lifecycle.TERMINAL == {lifecycle.SUCCEEDED, lifecycle.FAILED, lifecycle.CANCELLED}
+    assert {lifecycle.SUCCEEDED, lifecycle.FAILED, lifecycle.CANCELLED} == lifecycle.TERMINAL
     for state in ALL:
         if state not in lifecycle.TERMINAL and state != lifecycle.CANCELLING:
             assert lifecycle.can_transition(state, lifecycle.FAILED)
@@ -25,7 +25,9 @@ def test_terminal_states_go_nowhere_and_every_live_state_can_fail() -> None:
 
 def test_transition_records_history_and_refuses_what_the_table_forbids() -> None:
     intent = lifecycle.created(intent_pb2.Intent(name="tenants/t/intents/a"), now=NOW)
-    planned = lifecycle.transition(intent, lifecycle.PLANNING, reason="Planning", message="m", now=NOW)
+    planned = lifecycle.transition(
+        intent, lifecycle.PLANNING, reason="Planning", message="m", now=NOW
+    )
     assert intent.state == lifecycle.PENDING  # the input is not changed
     assert [(h.from_state, h.to_state, h.reason) for h in planned.history] == [
         (intent_pb2.STATE_UNSPECIFIED, lifecycle.PENDING, "Created"),

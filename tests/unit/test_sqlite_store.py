@@ -79,7 +79,9 @@ async def test_list_pages_newest_first_with_state_filter(tmp_path: Path) -> None
         rest = await store.list_intents(tenant="t", states=[], limit=10, cursor=page.next_cursor)
         assert [i.name.rsplit("/", 1)[1] for i in rest.intents] == ["i2", "i1", "i0"]
         assert rest.next_cursor is None
-        planning = await store.list_intents(tenant="t", states=[lifecycle.PLANNING], limit=10, cursor=None)
+        planning = await store.list_intents(
+            tenant="t", states=[lifecycle.PLANNING], limit=10, cursor=None
+        )
         assert [i.name.rsplit("/", 1)[1] for i in planning.intents] == ["i3", "i1"]
     finally:
         store.close()
@@ -104,7 +106,9 @@ async def test_subscribers_get_commits_in_order_and_a_marker_when_behind(tmp_pat
     store.open()
     try:
         subscription = store.subscribe()
-        created = [(await store.create(new(f"i{i}"), tenant="t", request_id=""))[0] for i in range(3)]
+        created = [
+            (await store.create(new(f"i{i}"), tenant="t", request_id=""))[0] for i in range(3)
+        ]
         got = [await subscription.next() for _ in range(3)]
         assert [e.revision for e in got if e] == [c.revision for c in created]
         subscription.close()

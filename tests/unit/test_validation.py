@@ -66,7 +66,10 @@ def test_memory_bounds_and_quantities() -> None:
     gpu.memory_min, gpu.memory_max = "80Gi", "40Gi"
     intent.workload.resources.memory = "lots"
     found = fields(intent)
-    assert set(found) == {"intent.workload.resources.gpu.memory_max", "intent.workload.resources.memory"}
+    assert set(found) == {
+        "intent.workload.resources.gpu.memory_max",
+        "intent.workload.resources.memory",
+    }
 
 
 def test_money_currency_and_deadline() -> None:
