@@ -48,6 +48,8 @@ class IntentEngine:
         self._rates = rates
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._scheduled: set[str] = set()
+        self._active: set[str] = set()
+        self._rerun: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._requeue_pending = False
         federation.on_capacity_freed(self._capacity_freed)
@@ -100,12 +102,23 @@ class IntentEngine:
         while True:
             name = await self._queue.get()
             self._scheduled.discard(name)
+            if name in self._active:
+                # Another worker is on it: one step at a time per intent, so a
+                # cancel can never interleave with a reserve or a deploy.
+                self._rerun.add(name)
+                continue
+            self._active.add(name)
             try:
                 await self._advance(name)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("intent step failed", extra={"intent": name})
+            finally:
+                self._active.discard(name)
+                if name in self._rerun:
+                    self._rerun.discard(name)
+                    self.kick(name)
 
     async def _advance(self, name: str) -> None:
         """Take steps until the intent waits (QUEUED, RUNNING) or ends."""
@@ -201,7 +214,7 @@ class IntentEngine:
             )
         moved = await self._transition(intent, lifecycle.DEPLOYING, "Reserved", "GPUs reserved")
         if moved is None:
-            # Cancelled meanwhile: the cancel path releases what we hold.
+            # Cancelled meanwhile: CANCELLING releases what we now hold.
             self.kick(intent.name)
             return False
         return True

@@ -1,0 +1,158 @@
+"""The intent engine against the real SQLite store and local federation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from controlplane.clock import utc_now
+from controlplane.engine import IntentEngine
+from controlplane.federation.local import LocalFederation, offers_from_document
+from controlplane.intents import lifecycle
+from controlplane.store.sqlite import SqliteStore
+from flare.v1 import intent_pb2
+from tests.intents import gpu_job
+
+ONE_NODE = {
+    "providers": [
+        {
+            "name": "p",
+            "region": "eu-west-1",
+            "country": "IE",
+            "currency": "EUR",
+            "latency_ms": 10,
+            "availability": 99.9,
+            "nodes": [
+                {"name": "n", "gpu_model": "nvidia-a100", "gpus": 4, "price_per_gpu_hour": 1}
+            ],
+        }
+    ]
+}
+
+
+class GatedFederation(LocalFederation):
+    """A fake federation: the local one, except that reserve waits for a gate,
+    so a test can act while a reservation is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__(offers_from_document(ONE_NODE))
+        self.gate = asyncio.Event()
+        self.reserving = asyncio.Event()
+
+    async def reserve(self, intent: intent_pb2.Intent) -> None:
+        self.reserving.set()
+        await self.gate.wait()
+        await super().reserve(intent)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    db = SqliteStore(tmp_path / "db", synchronous="NORMAL")
+    db.open()
+    yield db
+    db.close()
+
+
+async def submit(store: SqliteStore, engine: IntentEngine, name: str, count: int) -> str:
+    intent = gpu_job(name, count=count)
+    intent.name = f"tenants/t/intents/{name}"
+    stored, _ = await store.create(
+        lifecycle.created(intent, now=utc_now()), tenant="t", request_id=""
+    )
+    engine.kick(stored.name)
+    return stored.name
+
+
+async def settle(
+    store: SqliteStore, names: list[str], done: Callable[[int], bool]
+) -> list[intent_pb2.Intent]:
+    for _ in range(500):
+        intents = [await store.get(n) for n in names]
+        if all(i is not None and done(i.state) for i in intents):
+            return [i for i in intents if i is not None]
+        await asyncio.sleep(0.01)
+    raise AssertionError([lifecycle.name(i.state) for i in intents if i])
+
+
+async def test_a_cancel_during_a_reservation_leaks_nothing(store: SqliteStore) -> None:
+    federation = GatedFederation()
+    engine = IntentEngine(store, federation, workers=4)
+    await engine.start()
+    try:
+        name = await submit(store, engine, "racer", 2)
+        await asyncio.wait_for(federation.reserving.wait(), 5)
+
+        def cancel(current: intent_pb2.Intent) -> intent_pb2.Intent | None:
+            target = lifecycle.cancel_target(current.state)
+            assert target == lifecycle.CANCELLING
+            return lifecycle.transition(
+                current, target, reason="Cancelled", message="", now=utc_now()
+            )
+
+        await store.update(name, cancel)
+        engine.kick(name)
+        federation.gate.set()
+        (final,) = await settle(store, [name], lambda s: s == lifecycle.CANCELLED)
+        assert federation.held_by(name) is None
+        assert [o.gpus_free for o in await federation.offers()] == [4]
+        assert "Running" not in [h.reason for h in final.history]
+    finally:
+        await engine.stop()
+
+
+async def test_concurrent_placements_never_double_book(store: SqliteStore) -> None:
+    federation = LocalFederation(offers_from_document(ONE_NODE))
+    engine = IntentEngine(store, federation, workers=16)
+    await engine.start()
+    try:
+        names = [await submit(store, engine, f"i{n}", 3) for n in range(20)]
+        final = await settle(store, names, lambda s: s in (lifecycle.RUNNING, lifecycle.QUEUED))
+        running = [i for i in final if i.state == lifecycle.RUNNING]
+        assert len(running) == 1
+        assert [o.gpus_free for o in await federation.offers()] == [1]
+        # Cancel the holder: exactly one queued intent takes its place.
+        await store.update(
+            running[0].name,
+            lambda i: lifecycle.transition(
+                i, lifecycle.CANCELLING, reason="Cancelled", message="", now=utc_now()
+            ),
+        )
+        engine.kick(running[0].name)
+        rest = [n for n in names if n != running[0].name]
+        await settle(store, [running[0].name], lambda s: s == lifecycle.CANCELLED)
+        final = await settle(store, rest, lambda s: s in (lifecycle.RUNNING, lifecycle.QUEUED))
+        assert sum(i.state == lifecycle.RUNNING for i in final) == 1
+    finally:
+        await engine.stop()
+
+
+async def test_a_restart_resumes_live_intents_and_rebuilds_capacity(tmp_path: Path) -> None:
+    first = SqliteStore(tmp_path / "db")
+    first.open()
+    federation = LocalFederation(offers_from_document(ONE_NODE))
+    engine = IntentEngine(first, federation)
+    await engine.start()
+    held = await submit(first, engine, "held", 4)
+    await settle(first, [held], lambda s: s == lifecycle.RUNNING)
+    await engine.stop()
+    pending = intent_pb2.Intent()
+    pending.CopyFrom(gpu_job("later", count=1))
+    pending.name = "tenants/t/intents/later"
+    await first.create(lifecycle.created(pending, now=utc_now()), tenant="t", request_id="")
+    first.close()
+
+    second = SqliteStore(tmp_path / "db")
+    second.open()
+    try:
+        restored = LocalFederation(offers_from_document(ONE_NODE))
+        restored.restore(i for i in await second.live() if i.state in lifecycle.HOLDING)
+        engine = IntentEngine(second, restored)
+        await engine.start()
+        (later,) = await settle(second, [pending.name], lambda s: s == lifecycle.QUEUED)
+        assert {r.reason for r in later.last_plan.rejections} == {"capacity"}
+        await engine.stop()
+    finally:
+        second.close()
