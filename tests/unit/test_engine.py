@@ -94,6 +94,9 @@ async def test_a_cancel_during_a_reservation_leaks_nothing(store: SqliteStore) -
 
         await store.update(name, cancel)
         engine.kick(name)
+        # Time enough for an engine that let two workers at one intent to
+        # finish the cancel before this reservation lands.
+        await asyncio.sleep(0.2)
         federation.gate.set()
         (final,) = await settle(store, [name], lambda s: s == lifecycle.CANCELLED)
         assert federation.held_by(name) is None
