@@ -56,8 +56,6 @@ class ControlPlane:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store.open()
-        if await auth.ensure_admin_token(self.store, self.admin_token_path, now=utc_now()):
-            log.info("admin token written", extra={"path": str(self.admin_token_path)})
         live = await self.store.live()
         self.federation.restore(i for i in live if i.state in lifecycle.HOLDING)
         self.engine = IntentEngine(self.store, self.federation, workers=settings.engine_workers)
@@ -69,9 +67,13 @@ class ControlPlane:
             federation=self.federation,
             authenticator=authenticator,
         )
-        self.grpc_port = self.server.add_insecure_port(settings.listen)
-        if self.grpc_port == 0:
-            raise OSError(f"cannot listen on {settings.listen}")
+        try:
+            self.grpc_port = self.server.add_insecure_port(settings.listen)
+        except RuntimeError as error:  # grpc's word for "address in use" or "no such host"
+            self.store.close()
+            raise OSError(f"cannot listen on {settings.listen}: {error}") from error
+        if await auth.ensure_admin_token(self.store, self.admin_token_path, now=utc_now()):
+            log.info("admin token written", extra={"path": str(self.admin_token_path)})
         await self.server.start()
         await self.engine.start()
         host = settings.listen.rsplit(":", 1)[0]

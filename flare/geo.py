@@ -18,6 +18,7 @@ EU_MEMBER_STATES = frozenset(
         "BE",
         "BG",
         "HR",
+        "HU",
         "CY",
         "CZ",
         "DK",

@@ -61,7 +61,11 @@ class OfferServicer(offer_service_pb2_grpc.OfferServiceServicer):
             req = replace(req, gpu_count=max(req.gpu_count, 1))
         offers = await self._federation.offers()
         result = planner.plan(req, offers, intent.objective, top_k=len(offers))
-        query = request.SerializeToString(deterministic=True).hex()
+        filters = offer_service_pb2.ListOffersRequest()
+        filters.CopyFrom(request)
+        filters.ClearField("page_token")
+        filters.ClearField("page_size")
+        query = filters.SerializeToString(deterministic=True).hex()
         start = paging.decode(request.page_token, query) or 0
         if not isinstance(start, int):
             raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -13,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from controlplane.app import ControlPlane, Settings
 from controlplane.clock import utc_now
 from controlplane.intents import lifecycle
 from flare.v1 import intent_pb2
@@ -380,3 +382,16 @@ async def test_health_and_reflection_need_no_token(control_plane: Running) -> No
     async for answer in stub.ServerReflectionInfo(ask()):
         names |= {s.name for s in answer.list_services_response.service}
     assert {"flare.v1.IntentService", "flare.v1.OfferService", "flare.v1.TokenService"} <= names
+
+
+async def test_a_busy_port_is_a_clear_error_not_a_traceback(
+    control_plane: Running, tmp_path: Path
+) -> None:
+    busy = Settings(
+        listen=f"127.0.0.1:{control_plane.plane.grpc_port}",
+        http_listen="",
+        data_dir=tmp_path / "other",
+    )
+    with pytest.raises(OSError, match=r"cannot listen on 127\.0\.0\.1"):
+        await ControlPlane(busy).start()
+    assert not (tmp_path / "other" / "admin-token").exists()

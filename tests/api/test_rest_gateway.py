@@ -103,3 +103,25 @@ async def test_resources_and_tokens_paths(control_plane: Running) -> None:
     assert created["token"]["name"] in [t["name"] for t in listed["tokens"]]
     status, revoked = await call(control_plane, "DELETE", f"/api/v1/auth/tokens/{token_id}")
     assert status == 200 and "revoke_time" in revoked["token"]
+
+
+async def test_watch_streams_newline_delimited_json(control_plane: Running) -> None:
+    status, created = await call(control_plane, "POST", "/api/v1/intents", SEED_TRAINING)
+    assert status == 200
+    intent_id = created["intent"]["name"].rsplit("/", 1)[1]
+    headers = {"Authorization": f"Bearer {control_plane.admin_token}"}
+    states = []
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{control_plane.rest_url}/api/v1/intents/{intent_id}:watch", headers=headers
+        ) as response,
+    ):
+        assert response.headers["Content-Type"].startswith("application/x-ndjson")
+        async for line in response.content:
+            event = json.loads(line)
+            states.append(event["intent"]["state"])
+            if states[-1] == "STATE_RUNNING":
+                break
+    assert states[-1] == "STATE_RUNNING"
+    assert len(states) == len(set(states))

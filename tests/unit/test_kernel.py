@@ -61,3 +61,8 @@ def test_gpu_names_resolve_and_unknown_ones_get_suggestions() -> None:
     assert gpus.from_product_name("AMD Instinct MI300X") is gpus.BY_MODEL["amd-mi300x"]
     assert "nvidia-a100" in gpus.suggest("nvidia-a1000")
     assert all(spec.source for spec in gpus.SPECS)
+
+
+def test_the_eu_has_27_member_states() -> None:
+    assert len(geo.EU_MEMBER_STATES) == 27
+    assert {"HU", "HR", "CY", "MT"} <= geo.EU_MEMBER_STATES
