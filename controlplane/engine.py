@@ -260,5 +260,7 @@ def plan_message(result: PlanResult) -> str:
         return f"{len(result.candidates)} candidates of {result.offers_considered} offers"
     if not result.rejections:
         return "no offers in the federation"
-    reasons = "; ".join(f"{r.count}: {r.message}" for r in result.rejections[:3])
-    return f"no offer fits ({result.offers_considered} offers: {reasons}); waiting for capacity"
+    reasons = "; ".join(
+        f"{r.count} {'offer' if r.count == 1 else 'offers'} {r.message}" for r in result.rejections[:3]
+    )
+    return f"no offer fits ({reasons}); waiting for capacity"
