@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from controlplane.placement import planner
 from controlplane.placement.offers import Offer
+from flare.money import Money
 from flare.quantity import format_bytes_gi
-from flare.v1 import intent_pb2, offer_pb2
+from flare.v1 import common_pb2, intent_pb2, offer_pb2
 
 
 def offer_to_proto(offer: Offer) -> offer_pb2.Offer:
@@ -46,6 +47,11 @@ def offer_to_proto(offer: Offer) -> offer_pb2.Offer:
     return message
 
 
+def _money(message: common_pb2.Money, money: Money, places: int = 4) -> None:
+    message.currency_code = money.currency
+    message.amount = f"{money.amount:.{places}f}"
+
+
 def to_placement_proto(candidate: planner.Candidate) -> intent_pb2.Placement:
     offer = candidate.offer
     placement = intent_pb2.Placement(
@@ -56,28 +62,44 @@ def to_placement_proto(candidate: planner.Candidate) -> intent_pb2.Placement:
         gpu_model=offer.gpu_model,
         score=candidate.score,
     )
-    placement.nodes.add(node=offer.node, gpu_count=candidate.gpu_count)
-    placement.hourly_cost.currency_code = candidate.hourly_cost.currency
-    placement.hourly_cost.amount = f"{candidate.hourly_cost.amount:.4f}"
+    for share in candidate.shares:
+        placement.nodes.add(
+            node=share.offer.node, gpu_count=share.gpu_count, offer=share.offer.name
+        )
+    _money(placement.hourly_cost, candidate.hourly_cost)
     return placement
+
+
+def to_candidate_proto(candidate: planner.Candidate, message: intent_pb2.Candidate) -> None:
+    message.rank = candidate.rank
+    message.score = candidate.score
+    message.offer.CopyFrom(offer_to_proto(candidate.offer))
+    message.placement.CopyFrom(to_placement_proto(candidate))
+    for criterion in candidate.criteria:
+        message.criteria.add(
+            criterion=criterion.criterion,
+            score=criterion.score,
+            weight=criterion.weight,
+            value=criterion.value,
+            unit=criterion.unit,
+        )
 
 
 def to_plan_proto(result: planner.PlanResult) -> intent_pb2.Plan:
     plan = intent_pb2.Plan(offers_considered=result.offers_considered, objective=result.objective)  # type: ignore[arg-type]
     for candidate in result.candidates:
-        entry = plan.candidates.add(rank=candidate.rank, score=candidate.score)
-        entry.offer.CopyFrom(offer_to_proto(candidate.offer))
-        entry.placement.CopyFrom(to_placement_proto(candidate))
-        for criterion in candidate.criteria:
-            entry.criteria.add(
-                criterion=criterion.criterion,
-                score=criterion.score,
-                weight=criterion.weight,
-                value=criterion.value,
-                unit=criterion.unit,
-            )
+        to_candidate_proto(candidate, plan.candidates.add())
     for rejection in result.rejections:
         plan.rejections.add(
             reason=rejection.reason, message=rejection.message, count=rejection.count
         )
+    for alternative in result.alternatives:
+        entry = plan.alternatives.add(
+            relaxed=alternative.relaxed,
+            description=alternative.description,
+            performance_impact=alternative.performance_impact or 0.0,
+        )
+        to_candidate_proto(alternative.candidate, entry.candidate)
+        if alternative.cost_difference is not None:
+            _money(entry.cost_difference, alternative.cost_difference)
     return plan

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from decimal import Decimal
 
 from controlplane.clock import Clock, utc_now
 from controlplane.convert import to_placement_proto, to_plan_proto
@@ -24,7 +23,6 @@ from controlplane.intents import lifecycle
 from controlplane.placement import planner, requirements
 from controlplane.placement.planner import PlanResult
 from controlplane.store.base import IntentStore
-from flare.money import DEFAULT_RATES_PER_EUR
 from flare.v1 import intent_pb2
 
 log = logging.getLogger(__name__)
@@ -39,13 +37,13 @@ class IntentEngine:
         *,
         clock: Clock = utc_now,
         workers: int = 16,
-        rates: Mapping[str, Decimal] = DEFAULT_RATES_PER_EUR,
+        balanced_weights: Mapping[str, float] | None = None,
     ) -> None:
         self._store = store
         self._federation = federation
         self._clock = clock
         self._workers = workers
-        self._rates = rates
+        self._balanced_weights = balanced_weights
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._scheduled: set[str] = set()
         self._active: set[str] = set()
@@ -79,11 +77,11 @@ class IntentEngine:
         """A dry-run plan of an intent against the current offers."""
         offers = await self._federation.offers()
         return planner.plan(
-            requirements.from_intent(intent),
+            requirements.from_intent(intent, now=self._clock()),
             offers,
             intent.objective,
             top_k=top_k,
-            rates=self._rates,
+            balanced_weights=self._balanced_weights,
         )
 
     def _capacity_freed(self) -> None:
@@ -261,6 +259,7 @@ def plan_message(result: PlanResult) -> str:
     if not result.rejections:
         return "no offers in the federation"
     reasons = "; ".join(
-        f"{r.count} {'offer' if r.count == 1 else 'offers'} {r.message}" for r in result.rejections[:3]
+        f"{r.count} {'offer' if r.count == 1 else 'offers'} {r.message}"
+        for r in result.rejections[:3]
     )
     return f"no offer fits ({reasons}); waiting for capacity"

@@ -56,11 +56,13 @@ class OfferServicer(offer_service_pb2_grpc.OfferServiceServicer):
         ]
         if violations:
             raise InvalidArgument(violations)
-        req = requirements.from_intent(intent)
+        req = requirements.from_intent(intent, now=self._clock())
         if request.available_only:
             req = replace(req, gpu_count=max(req.gpu_count, 1))
         offers = await self._federation.offers()
-        result = planner.plan(req, offers, intent.objective, top_k=len(offers))
+        result = planner.plan(
+            req, offers, intent.objective, top_k=len(offers), alternatives=False, gangs=False
+        )
         filters = offer_service_pb2.ListOffersRequest()
         filters.CopyFrom(request)
         filters.ClearField("page_token")

@@ -7,17 +7,20 @@ placements are durable in the store), so nothing is double-booked.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from controlplane.federation.port import CapacityGone
+from controlplane.placement import table
 from controlplane.placement.offers import Offer
+from controlplane.placement.table import OfferTable
 from flare import geo, gpus
+from flare.money import DEFAULT_RATES_PER_EUR
 from flare.v1 import intent_pb2
 
 DEMO_FEDERATION = "demo-federation.json"
@@ -75,51 +78,58 @@ def offers_from_document(document: dict[str, Any]) -> list[Offer]:
 
 
 class LocalFederation:
-    """Federation port over a fixed set of offers, holding GPUs in memory."""
+    """Federation port over a fixed set of offers, holding GPUs in memory.
 
-    def __init__(self, offers: Iterable[Offer]) -> None:
-        self._offers = {offer.name: offer for offer in offers}
-        # intent name -> (offer name, GPUs held)
-        self._holds: dict[str, tuple[str, int]] = {}
-        self._used: dict[str, int] = dict.fromkeys(self._offers, 0)
+    The offers become one OfferTable at start; reservations change only its
+    free-capacity column, and every decision gets a snapshot of it."""
+
+    def __init__(
+        self, offers: Iterable[Offer], rates: Mapping[str, Decimal] = DEFAULT_RATES_PER_EUR
+    ) -> None:
+        self._table = table.build(list(offers), rates)
+        self._index = {offer.name: i for i, offer in enumerate(self._table.offers)}
+        self._free = self._table.gpus_free.copy()
+        # intent name -> ((offer index, GPUs held), ...)
+        self._holds: dict[str, tuple[tuple[int, int], ...]] = {}
         self._listeners: list[Callable[[], None]] = []
         self._deployed: set[str] = set()
 
     def restore(self, holding: Iterable[intent_pb2.Intent]) -> None:
         """Re-hold the GPUs of intents that held them before a restart."""
         for intent in holding:
-            if intent.placement.offer in self._offers:
-                self._hold(intent.name, intent.placement.offer, _gpus(intent), strict=False)
+            with contextlib.suppress(CapacityGone):
+                self._hold(intent, strict=False)
 
-    async def offers(self) -> Sequence[Offer]:
-        return [
-            replace(offer, gpus_free=offer.gpus_total - self._used[name])
-            for name, offer in self._offers.items()
-        ]
+    async def offers(self) -> OfferTable:
+        return self._table.with_free(self._free.copy())
 
     async def reserve(self, intent: intent_pb2.Intent) -> None:
-        self._hold(intent.name, intent.placement.offer, _gpus(intent), strict=True)
+        self._hold(intent, strict=True)
 
-    def _hold(self, intent_name: str, offer_name: str, count: int, *, strict: bool) -> None:
-        if intent_name in self._holds:
+    def _hold(self, intent: intent_pb2.Intent, *, strict: bool) -> None:
+        if intent.name in self._holds:
             return
-        offer = self._offers.get(offer_name)
-        if offer is None:
-            raise CapacityGone(f"offer {offer_name} no longer exists")
-        free = offer.gpus_total - self._used[offer_name]
-        if strict and free < count:
-            raise CapacityGone(f"{offer_name} has {free} free GPUs, {count} needed")
-        self._used[offer_name] += count
-        self._holds[intent_name] = (offer_name, count)
+        wanted = []
+        for node in intent.placement.nodes:
+            index = self._index.get(node.offer or intent.placement.offer)
+            if index is None:
+                raise CapacityGone(f"offer {node.offer} no longer exists")
+            if strict and self._free[index] < node.gpu_count:
+                raise CapacityGone(
+                    f"{node.offer} has {self._free[index]} free GPUs, {node.gpu_count} needed"
+                )
+            wanted.append((index, node.gpu_count))
+        for index, count in wanted:
+            self._free[index] -= count
+        self._holds[intent.name] = tuple(wanted)
 
     async def deploy(self, intent: intent_pb2.Intent) -> str:
         self._deployed.add(intent.name)
         for port in intent.workload.ports:
             if port.expose:
-                host = (
-                    port.domain or f"{intent.workload.name}.{intent.placement.provider}.flare.local"
-                )
-                return f"https://{host}" if port.domain else f"http://{host}:{port.port}"
+                if port.domain:
+                    return f"https://{port.domain}"
+                return f"http://{intent.workload.name}.{intent.placement.provider}.flare.local:{port.port}"
         return ""
 
     async def release(self, intent: intent_pb2.Intent) -> None:
@@ -127,17 +137,16 @@ class LocalFederation:
         held = self._holds.pop(intent.name, None)
         if held is None:
             return
-        offer_name, count = held
-        self._used[offer_name] -= count
+        for index, count in held:
+            self._free[index] += count
         for listener in list(self._listeners):
             listener()
 
     def on_capacity_freed(self, callback: Callable[[], None]) -> None:
         self._listeners.append(callback)
 
-    def held_by(self, intent_name: str) -> tuple[str, int] | None:
-        return self._holds.get(intent_name)
-
-
-def _gpus(intent: intent_pb2.Intent) -> int:
-    return sum(node.gpu_count for node in intent.placement.nodes)
+    def held_by(self, intent_name: str) -> tuple[tuple[str, int], ...] | None:
+        held = self._holds.get(intent_name)
+        if held is None:
+            return None
+        return tuple((self._table.offers[index].name, count) for index, count in held)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
-from controlplane.placement.offers import Offer
+from controlplane.placement.table import OfferTable
 from flare.v1 import intent_pb2
 
 
@@ -14,8 +14,9 @@ class CapacityGone(Exception):
 
 
 class Federation(Protocol):
-    async def offers(self) -> Sequence[Offer]:
-        """Every offer, with free capacity as of now."""
+    async def offers(self) -> OfferTable:
+        """Every offer, with free capacity as of now (a snapshot: later
+        reservations do not change it)."""
 
     async def reserve(self, intent: intent_pb2.Intent) -> None:
         """Hold the GPUs of intent.placement for the intent. Idempotent per

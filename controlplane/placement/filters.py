@@ -1,146 +1,224 @@
-"""Hard constraints. Each filter names the reason an offer fails it; an offer
-is rejected for the first filter it fails, so rejections count offers once."""
+"""Hard constraints, vectorised over an OfferTable.
+
+Each filter names the reason an offer fails it and returns a boolean mask (or
+None when the intent does not constrain it). An offer is counted once, for the
+first filter it fails, so "212 offers: not in the EU" adds up to the total.
+Capacity comes last: an offer that fails only capacity may still take part in
+a gang placement across nodes of one cluster.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from functools import lru_cache
 
-from controlplane.placement.offers import Offer
+import numpy as np
+
 from controlplane.placement.requirements import Requirements
+from controlplane.placement.table import Bools, OfferTable
 from flare import geo
-from flare.money import Money, MoneyError, convert
+
+Mask = Callable[[Requirements, OfferTable], Bools | None]
 
 
 @dataclass(frozen=True, slots=True)
 class Filter:
     reason: str
     message: Callable[[Requirements], str]
-    accepts: Callable[[Requirements, Offer, Mapping[str, Decimal]], bool]
+    mask: Mask
 
 
-def hourly_cost(offer: Offer, gpu_count: int) -> Money:
-    return Money(offer.price_per_gpu_hour * gpu_count, offer.currency)
+def _equals(column: str, wanted: Callable[[Requirements], str]) -> Mask:
+    def mask(req: Requirements, table: OfferTable) -> Bools | None:
+        value = wanted(req)
+        if not value:
+            return None
+        result: Bools = table.column(column) == table.code(column, value)
+        return result
+
+    return mask
 
 
-def _within_budget(req: Requirements, offer: Offer, rates: Mapping[str, Decimal]) -> bool:
-    if req.max_hourly_cost is None:
-        return True
-    try:
-        cost = convert(hourly_cost(offer, req.gpu_count), req.max_hourly_cost.currency, rates)
-    except MoneyError:
-        return False
-    return cost.amount <= req.max_hourly_cost.amount
+def _tristate(column: str, wanted: Callable[[Requirements], bool | None]) -> Mask:
+    def mask(req: Requirements, table: OfferTable) -> Bools | None:
+        value = wanted(req)
+        if value is None:
+            return None
+        result: Bools = table.column(column) == value
+        return result
+
+    return mask
 
 
-def _cc(offer: Offer) -> tuple[int, int]:
-    if not offer.compute_capability:
-        return (0, 0)
-    major, _, minor = offer.compute_capability.partition(".")
-    return (int(major), int(minor or 0))
+@lru_cache(maxsize=256)
+def _places_allowed(location: str, places: tuple[str, ...]) -> Bools:
+    allowed = []
+    for place in places:
+        country, continent, region = place.split("|")
+        allowed.append(geo.matches(location, country=country, continent=continent, region=region))
+    return np.asarray(allowed, dtype=np.bool_)
+
+
+def _location(req: Requirements, table: OfferTable) -> Bools | None:
+    if not req.location:
+        return None
+    places = tuple(table.vocabularies["place"])
+    result: Bools = _places_allowed(req.location, places)[table.column("place")]
+    return result
+
+
+def _memory(req: Requirements, table: OfferTable) -> Bools | None:
+    if not req.min_memory_gib and not req.max_memory_gib:
+        return None
+    memory = table.column("gpu_memory_gib")
+    result: Bools = memory >= req.min_memory_gib
+    if req.max_memory_gib:
+        result &= memory <= req.max_memory_gib
+    return result
+
+
+def _at_least(column: str, bound: Callable[[Requirements], float]) -> Mask:
+    def mask(req: Requirements, table: OfferTable) -> Bools | None:
+        value = bound(req)
+        if not value:
+            return None
+        result: Bools = table.column(column) >= value
+        return result
+
+    return mask
+
+
+def _providers(req: Requirements, table: OfferTable) -> Bools | None:
+    if not req.providers:
+        return None
+    codes = [table.code("provider", p) for p in req.providers]
+    result: Bools = np.isin(table.column("provider"), codes)
+    return result
+
+
+def _latency(req: Requirements, table: OfferTable) -> Bools | None:
+    if not req.max_latency_ms:
+        return None
+    result: Bools = table.column("latency_ms") <= req.max_latency_ms
+    return result
+
+
+def hourly_limit_eur(req: Requirements, table: OfferTable) -> float | None:
+    """The hourly budget in the reference currency, per GPU-count of the intent."""
+    limit = req.max_hourly_cost
+    if limit is None:
+        return None
+    rate = table.rates.get(limit.currency)
+    return float(limit.amount / rate) if rate else 0.0
+
+
+def _budget(req: Requirements, table: OfferTable) -> Bools | None:
+    hourly = hourly_limit_eur(req, table)
+    total = req.max_total_cost
+    if hourly is None and (total is None or not req.expected_hours):
+        return None
+    cost = table.column("price_eur") * max(req.gpu_count, 1)
+    result: Bools = np.ones(len(table), dtype=np.bool_)
+    if hourly is not None:
+        result &= cost <= hourly * (1 + 1e-12)
+    if total is not None and req.expected_hours:
+        rate = table.rates.get(total.currency)
+        limit = float(total.amount / rate) if rate else 0.0
+        result &= cost * req.expected_hours <= limit * (1 + 1e-12)
+    return result
+
+
+def _capacity(req: Requirements, table: OfferTable) -> Bools | None:
+    result: Bools = table.gpus_free >= req.gpu_count
+    return result
+
+
+def budget_message_of(req: Requirements) -> str:
+    parts = []
+    if req.max_hourly_cost is not None:
+        parts.append(f"{req.max_hourly_cost}/h")
+    if req.max_total_cost is not None and req.expected_hours:
+        parts.append(f"{req.max_total_cost} in {req.expected_hours:g} h")
+    return "above " + " or ".join(parts)
 
 
 FILTERS: tuple[Filter, ...] = (
-    Filter("unhealthy", lambda r: "unhealthy", lambda r, o, _: o.healthy),
+    Filter("unhealthy", lambda r: "unhealthy", lambda r, t: t.column("healthy").astype(np.bool_)),
     Filter(
-        "gpu_model",
-        lambda r: f"not {r.gpu_model}",
-        lambda r, o, _: not r.gpu_model or o.gpu_model == r.gpu_model,
+        "gpu_model", lambda r: f"not {r.gpu_model}", _equals("gpu_model", lambda r: r.gpu_model)
     ),
     Filter(
-        "vendor",
-        lambda r: f"not made by {r.vendor}",
-        lambda r, o, _: not r.vendor or o.gpu_vendor == r.vendor,
+        "vendor", lambda r: f"not made by {r.vendor}", _equals("gpu_vendor", lambda r: r.vendor)
     ),
     Filter(
         "architecture",
         lambda r: f"not {r.architecture}",
-        lambda r, o, _: not r.architecture or o.gpu_architecture == r.architecture,
+        _equals("gpu_architecture", lambda r: r.architecture),
     ),
-    Filter("tier", lambda r: f"not {r.tier} tier", lambda r, o, _: not r.tier or o.tier == r.tier),
+    Filter("tier", lambda r: f"not {r.tier} tier", _equals("tier", lambda r: r.tier)),
     Filter(
         "compute_capability",
         lambda r: "compute capability too low",
-        lambda r, o, _: r.min_compute_capability is None or _cc(o) >= r.min_compute_capability,
+        _at_least("compute_capability", lambda r: r.min_compute_capability),
     ),
-    Filter(
-        "gpu_memory",
-        lambda r: "GPU memory out of bounds",
-        lambda r, o, _: (
-            o.gpu_memory_gib >= r.min_memory_gib
-            and (not r.max_memory_gib or o.gpu_memory_gib <= r.max_memory_gib)
-        ),
-    ),
+    Filter("gpu_memory", lambda r: "GPU memory out of bounds", _memory),
     Filter(
         "fp32_tflops",
         lambda r: f"below {r.min_fp32_tflops} FP32 TFLOPS",
-        lambda r, o, _: o.fp32_tflops >= r.min_fp32_tflops,
+        _at_least("fp32_tflops", lambda r: r.min_fp32_tflops),
     ),
     Filter(
         "interconnect",
         lambda r: f"no {r.interconnect}",
-        lambda r, o, _: not r.interconnect or o.interconnect == r.interconnect,
+        _equals("interconnect", lambda r: r.interconnect),
     ),
+    Filter("topology", lambda r: f"not {r.topology}", _equals("topology", lambda r: r.topology)),
+    Filter("sharing", lambda r: "sharing does not match", _tristate("shared", lambda r: r.shared)),
     Filter(
-        "topology",
-        lambda r: f"not {r.topology}",
-        lambda r, o, _: not r.topology or o.topology == r.topology,
-    ),
-    Filter(
-        "sharing",
-        lambda r: "sharing does not match",
-        lambda r, o, _: r.shared is None or o.shared == r.shared,
+        "sharing_strategy",
+        lambda r: f"no {r.sharing_strategy}",
+        _equals("sharing_strategy", lambda r: r.sharing_strategy),
     ),
     Filter(
         "multi_instance",
         lambda r: "MIG support does not match",
-        lambda r, o, _: r.multi_instance is None or o.multi_instance == r.multi_instance,
+        _tristate("multi_instance", lambda r: r.multi_instance),
     ),
-    Filter(
-        "location",
-        lambda r: f"not in {r.location}",
-        lambda r, o, _: (
-            not r.location
-            or geo.matches(r.location, country=o.country, continent=o.continent, region=o.region)
-        ),
-    ),
+    Filter("location", lambda r: f"not in {r.location}", _location),
     Filter(
         "availability_zone",
         lambda r: f"not in zone {r.availability_zone}",
-        lambda r, o, _: not r.availability_zone or o.zone == r.availability_zone,
+        _equals("zone", lambda r: r.availability_zone),
     ),
-    Filter(
-        "provider",
-        lambda r: "provider not allowed",
-        lambda r, o, _: not r.providers or o.provider.lower() in r.providers,
-    ),
+    Filter("provider", lambda r: "provider not allowed", _providers),
     Filter(
         "preemptible",
-        lambda r: "preemptible does not match",
-        lambda r, o, _: r.preemptible is None or o.preemptible == r.preemptible,
+        lambda r: "spot" if r.preemptible else "preemptible",
+        _tristate("preemptible", lambda r: r.preemptible),
     ),
     Filter(
         "availability",
         lambda r: f"availability below {r.min_availability}%",
-        lambda r, o, _: o.availability >= r.min_availability,
+        _at_least("availability", lambda r: r.min_availability),
     ),
-    Filter(
-        "latency",
-        lambda r: f"latency above {r.max_latency_ms} ms",
-        lambda r, o, _: not r.max_latency_ms or o.latency_ms <= r.max_latency_ms,
-    ),
-    Filter("max_hourly_cost", lambda r: f"above {r.max_hourly_cost}", _within_budget),
-    Filter(
-        "capacity",
-        lambda r: f"fewer than {r.gpu_count} free GPUs",
-        lambda r, o, _: o.gpus_free >= r.gpu_count,
-    ),
+    Filter("latency", lambda r: f"latency above {r.max_latency_ms} ms", _latency),
+    Filter("max_cost", budget_message_of, _budget),
+    Filter("capacity", lambda r: f"fewer than {r.gpu_count} free GPUs", _capacity),
 )
+CAPACITY = len(FILTERS) - 1
 
 
-def first_failure(req: Requirements, offer: Offer, rates: Mapping[str, Decimal]) -> Filter | None:
-    for candidate in FILTERS:
-        if not candidate.accepts(req, offer, rates):
-            return candidate
-    return None
+def first_failures(req: Requirements, table: OfferTable) -> np.ndarray:
+    """Per offer, the index in FILTERS of the first filter it fails; -1 when it
+    passes them all."""
+    failed = np.full(len(table), -1, dtype=np.int64)
+    undecided = np.ones(len(table), dtype=np.bool_)
+    for index, candidate in enumerate(FILTERS):
+        mask = candidate.mask(req, table)
+        if mask is None:
+            continue
+        newly = undecided & ~mask
+        failed[newly] = index
+        undecided &= mask
+    return failed

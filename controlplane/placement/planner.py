@@ -1,20 +1,33 @@
-"""One placement decision: filter the offers, score the feasible ones under the
-intent's objective, rank them, and count why the others were rejected."""
+"""One placement decision: filter the offers, form the feasible placements
+(one node, or a gang of nodes of one cluster when no node has enough free
+GPUs), score them under the intent's objective, rank them, count why the
+other offers were rejected and, when nothing fits, find the nearest
+alternatives with one constraint relaxed."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from controlplane.placement.filters import first_failure, hourly_cost
-from controlplane.placement.objectives import CRITERIA, normalise, weights
+import numpy as np
+
+from controlplane.placement.filters import CAPACITY, FILTERS, first_failures, hourly_limit_eur
+from controlplane.placement.objectives import CRITERIA, GANG_EFFICIENCY, normalise, weights
 from controlplane.placement.offers import Offer
 from controlplane.placement.requirements import Requirements
-from flare.money import DEFAULT_RATES_PER_EUR, Money
+from controlplane.placement.table import REFERENCE_CURRENCY, Floats, Ints, OfferTable
+from flare import gpus
+from flare.money import Money
 
-REFERENCE_CURRENCY = "EUR"
+# Interconnects in order of preference for the nodes of a gang.
+_INTERCONNECT_RANK = {"nvlink": 0, "infinity-fabric": 0, "xe-link": 1, "pcie": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    offer: Offer
+    gpu_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +42,20 @@ class CriterionScore:
 @dataclass(frozen=True, slots=True)
 class Candidate:
     rank: int
-    offer: Offer
-    gpu_count: int
-    hourly_cost: Money
+    shares: tuple[Share, ...]
+    hourly_cost: Money  # in the offers' currency, or the reference currency when mixed
+    hourly_cost_eur: float
     score: float
     criteria: tuple[CriterionScore, ...]
+    performance_tflops: float
+
+    @property
+    def offer(self) -> Offer:
+        return self.shares[0].offer
+
+    @property
+    def gpu_count(self) -> int:
+        return sum(share.gpu_count for share in self.shares)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,77 +66,283 @@ class Rejection:
 
 
 @dataclass(frozen=True, slots=True)
+class Alternative:
+    relaxed: str
+    description: str
+    candidate: Candidate
+    # Hourly cost above the intent's limit, in the limit's currency (None: no limit).
+    cost_difference: Money | None
+    # Relative GPU throughput against the model asked for (None: no model asked).
+    performance_impact: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class PlanResult:
     objective: int
     offers_considered: int
     candidates: tuple[Candidate, ...]
     rejections: tuple[Rejection, ...]
+    alternatives: tuple[Alternative, ...] = ()
 
     @property
     def best(self) -> Candidate | None:
         return self.candidates[0] if self.candidates else None
 
 
+@dataclass(frozen=True, slots=True)
+class _Placements:
+    """Feasible placements as parallel arrays; `nodes[i]` lists (offer index,
+    GPUs) of placement i."""
+
+    nodes: list[tuple[tuple[int, int], ...]]
+    cost: Floats
+    performance: Floats
+    latency: Floats
+    energy: Floats
+    fit: Floats
+    name_rank: Ints
+
+
 def plan(
     req: Requirements,
-    offers: Sequence[Offer],
+    table: OfferTable,
     objective: int,
     *,
     top_k: int = 5,
-    rates: Mapping[str, Decimal] = DEFAULT_RATES_PER_EUR,
     balanced_weights: Mapping[str, float] | None = None,
+    alternatives: bool = True,
+    gangs: bool = True,
 ) -> PlanResult:
-    feasible: list[Offer] = []
-    rejected: Counter[str] = Counter()
-    messages: dict[str, str] = {}
-    for offer in offers:
-        failed = first_failure(req, offer, rates)
-        if failed is None:
-            feasible.append(offer)
-        else:
-            rejected[failed.reason] += 1
-            messages.setdefault(failed.reason, failed.message(req))
-    rejections = tuple(
-        Rejection(reason, messages[reason], count)
-        for reason, count in sorted(rejected.items(), key=lambda item: (-item[1], item[0]))
+    failures = first_failures(req, table)
+    count = max(req.gpu_count, 1)
+    singles = np.flatnonzero(failures == -1)
+    multi = (
+        _gangs(req, table, failures) if gangs and req.gpu_count > 1 and singles.size == 0 else []
     )
+    placements = _placements(table, singles, multi, count)
     chosen = weights(objective, balanced_weights) if balanced_weights else weights(objective)
-    return PlanResult(
-        objective, len(offers), _rank(req, feasible, chosen, rates, top_k), rejections
+    candidates = _rank(table, placements, chosen, top_k)
+    in_gangs = {index for gang in multi for index, _ in gang}
+    rejections = _rejections(req, failures, in_gangs)
+    result = PlanResult(objective, len(table), candidates, rejections)
+    if alternatives and not candidates:
+        result = replace(
+            result, alternatives=tuple(_alternatives(req, table, objective, balanced_weights))
+        )
+    return result
+
+
+def _gangs(
+    req: Requirements, table: OfferTable, failures: np.ndarray
+) -> list[tuple[tuple[int, int], ...]]:
+    """Gangs of nodes that together hold the intent's GPUs: per cluster (or,
+    when the intent allows it, per model across providers), the nodes with
+    the best interconnect and the most free GPUs first, so as few nodes as
+    possible."""
+    usable = np.flatnonzero((failures == CAPACITY) & (table.gpus_free > 0))
+    if usable.size == 0:
+        return []
+    key = table.column("gpu_model")[usable]
+    if not req.split_providers:
+        key = key * (len(table.vocabularies["cluster"]) + 1) + table.column("cluster")[usable]
+    interconnects = table.vocabularies["interconnect"]
+    rank_of_code = np.asarray(
+        [
+            _INTERCONNECT_RANK.get(name, 3)
+            for name in sorted(interconnects, key=interconnects.__getitem__)
+        ],
+        dtype=np.int64,
     )
+    gangs = []
+    for group in np.unique(key):
+        members = usable[key == group]
+        free = table.gpus_free[members]
+        if int(free.sum()) < req.gpu_count:
+            continue
+        order = np.lexsort(
+            (
+                table.column("name_rank")[members],
+                -free,
+                rank_of_code[table.column("interconnect")[members]],
+            )
+        )
+        taken, left = [], req.gpu_count
+        for position in order:
+            index = int(members[position])
+            use = min(int(table.gpus_free[index]), left)
+            taken.append((index, use))
+            left -= use
+            if left == 0:
+                break
+        gangs.append(tuple(taken))
+    return gangs
+
+
+def _placements(
+    table: OfferTable, singles: Ints, gangs: list[tuple[tuple[int, int], ...]], count: int
+) -> _Placements:
+    price = table.column("price_eur")
+    fp16 = table.column("fp16_tflops")
+    tdp = table.column("tdp_watts")
+    latency = table.column("latency_ms")
+    cost = price[singles] * count
+    performance = fp16[singles] * count
+    energy = np.divide(
+        fp16[singles], tdp[singles], out=np.zeros(singles.size), where=tdp[singles] > 0
+    )
+    fit = (table.gpus_free[singles] - count).astype(np.float64)
+    nodes: list[tuple[tuple[int, int], ...]] = [((int(i), count),) for i in singles]
+    lat = latency[singles]
+    ranks = table.column("name_rank")[singles]
+    if gangs:
+        extra = [
+            (
+                sum(price[i] * n for i, n in gang),
+                sum(fp16[i] * n for i, n in gang) * GANG_EFFICIENCY ** (len(gang) - 1),
+                max(latency[i] for i, _ in gang),
+                sum(tdp[i] * n for i, n in gang),
+                sum(int(table.gpus_free[i]) - n for i, n in gang),
+                table.column("name_rank")[gang[0][0]],
+            )
+            for gang in gangs
+        ]
+        g_cost, g_perf, g_lat, g_watts, g_fit, g_rank = (
+            np.asarray(col, dtype=np.float64) for col in zip(*extra, strict=True)
+        )
+        cost = np.concatenate([cost, g_cost])
+        performance = np.concatenate([performance, g_perf])
+        lat = np.concatenate([lat, g_lat])
+        energy = np.concatenate(
+            [energy, np.divide(g_perf, g_watts, out=np.zeros(len(gangs)), where=g_watts > 0)]
+        )
+        fit = np.concatenate([fit, g_fit])
+        ranks = np.concatenate([ranks, g_rank.astype(np.int64)])
+        nodes += gangs
+    return _Placements(nodes, cost, performance, lat, energy, fit, ranks)
 
 
 def _rank(
-    req: Requirements,
-    feasible: list[Offer],
-    chosen: Mapping[str, float],
-    rates: Mapping[str, Decimal],
-    top_k: int,
+    table: OfferTable, p: _Placements, chosen: Mapping[str, float], top_k: int
 ) -> tuple[Candidate, ...]:
-    if not feasible:
+    size = len(p.nodes)
+    if size == 0 or top_k <= 0:
         return ()
-    count = max(req.gpu_count, 1)
-    currency = req.max_hourly_cost.currency if req.max_hourly_cost else REFERENCE_CURRENCY
-    raw = {
-        name: [CRITERIA[name].raw(o, count, currency, rates) for o in feasible] for name in chosen
-    }
-    scores = {
-        name: normalise(values, CRITERIA[name].higher_is_better) for name, values in raw.items()
-    }
-    costs = raw.get("cost") or [CRITERIA["cost"].raw(o, count, currency, rates) for o in feasible]
-    totals = [sum(chosen[n] * scores[n][i] for n in chosen) for i in range(len(feasible))]
-    order = sorted(range(len(feasible)), key=lambda i: (-totals[i], costs[i], feasible[i].name))
+    raw = {"cost": p.cost, "performance": p.performance, "latency": p.latency, "energy": p.energy}
+    scores = {name: normalise(raw[name], CRITERIA[name].higher_is_better) for name in chosen}
+    total = np.zeros(size)
+    for name, weight in chosen.items():
+        total += weight * scores[name]
+    total = np.round(total, 12)  # equal scores compare equal despite float noise
+    keep = np.arange(size)
+    if size > top_k:
+        threshold = np.partition(-total, top_k - 1)[top_k - 1]
+        keep = np.flatnonzero(-total <= threshold)
+    order = keep[np.lexsort((p.name_rank[keep], p.fit[keep], p.cost[keep], -total[keep]))][:top_k]
     return tuple(
-        Candidate(
-            rank=rank,
-            offer=feasible[i],
-            gpu_count=count,
-            hourly_cost=hourly_cost(feasible[i], count),
-            score=totals[i],
-            criteria=tuple(
-                CriterionScore(n, scores[n][i], chosen[n], raw[n][i], CRITERIA[n].unit)
-                for n in chosen
-            ),
-        )
-        for rank, i in enumerate(order[:top_k], start=1)
+        _candidate(table, p, int(i), rank, float(total[i]), chosen, scores, raw)
+        for rank, i in enumerate(order, start=1)
     )
+
+
+def _candidate(  # noqa: PLR0917 - the arrays of one ranking
+    table: OfferTable,
+    p: _Placements,
+    i: int,
+    rank: int,
+    total: float,
+    chosen: Mapping[str, float],
+    scores: Mapping[str, Floats],
+    raw: Mapping[str, Floats],
+) -> Candidate:
+    shares = tuple(Share(table.offer(index), gpus_taken) for index, gpus_taken in p.nodes[i])
+    currencies = {share.offer.currency for share in shares}
+    if len(currencies) == 1:
+        amount = sum((s.offer.price_per_gpu_hour * s.gpu_count for s in shares), Decimal(0))
+        hourly = Money(amount, currencies.pop())
+    else:
+        hourly = Money(Decimal(str(round(float(p.cost[i]), 6))), REFERENCE_CURRENCY)
+    criteria = tuple(
+        CriterionScore(
+            name, float(scores[name][i]), weight, float(raw[name][i]), CRITERIA[name].unit
+        )
+        for name, weight in chosen.items()
+    )
+    return Candidate(
+        rank, shares, hourly, float(p.cost[i]), total, criteria, float(p.performance[i])
+    )
+
+
+def _rejections(
+    req: Requirements, failures: np.ndarray, in_gangs: set[int]
+) -> tuple[Rejection, ...]:
+    counted = failures.copy()
+    if in_gangs:
+        counted[list(in_gangs)] = -1
+    tally = np.bincount(counted[counted >= 0], minlength=len(FILTERS))
+    found = [
+        Rejection(FILTERS[i].reason, FILTERS[i].message(req), int(n))
+        for i, n in enumerate(tally)
+        if n
+    ]
+    return tuple(sorted(found, key=lambda r: (-r.count, r.reason)))
+
+
+# Constraints that an alternative may relax, one at a time, in this order.
+_RELAXATIONS: tuple[tuple[str, str], ...] = (
+    ("max_hourly_cost", "without the hourly cost limit"),
+    ("location", "outside {location}"),
+    ("gpu.model", "with another GPU model"),
+    ("preemptible", "on {preemptible_other} capacity"),
+    ("max_latency_ms", "with more latency"),
+    ("availability", "with lower declared availability"),
+)
+
+
+def _relaxed(req: Requirements, which: str) -> Requirements | None:
+    match which:
+        case "max_hourly_cost" if req.max_hourly_cost or req.max_total_cost:
+            return replace(req, max_hourly_cost=None, max_total_cost=None)
+        case "location" if req.location or req.availability_zone:
+            return replace(req, location="", availability_zone="")
+        case "gpu.model" if req.gpu_model or req.architecture or req.vendor:
+            return replace(req, gpu_model="", architecture="", vendor="")
+        case "preemptible" if req.preemptible is not None:
+            return replace(req, preemptible=None)
+        case "max_latency_ms" if req.max_latency_ms:
+            return replace(req, max_latency_ms=0)
+        case "availability" if req.min_availability:
+            return replace(req, min_availability=0.0)
+    return None
+
+
+def _alternatives(
+    req: Requirements, table: OfferTable, objective: int, balanced: Mapping[str, float] | None
+) -> Iterator[Alternative]:
+    limit = hourly_limit_eur(req, table)
+    asked = gpus.BY_MODEL.get(req.gpu_model)
+    for which, template in _RELAXATIONS:
+        relaxed = _relaxed(req, which)
+        if relaxed is None:
+            continue
+        found = plan(
+            relaxed, table, objective, top_k=1, balanced_weights=balanced, alternatives=False
+        ).best
+        if found is None:
+            continue
+        offer = found.offer
+        impact = None
+        if asked is not None:
+            impact = found.performance_tflops / (asked.fp16_tflops * found.gpu_count) - 1
+        description = (
+            f"{offer.gpu_model} x{found.gpu_count} at {offer.provider} "
+            f"({offer.region}, {offer.country}) for {found.hourly_cost}/h, "
+            + template.format(
+                location=req.location, preemptible_other="on-demand" if req.preemptible else "spot"
+            )
+        )
+        difference = None
+        if limit is not None and req.max_hourly_cost is not None:
+            rate = table.rates.get(req.max_hourly_cost.currency, Decimal(1))
+            amount = Decimal(str(round((found.hourly_cost_eur - limit) * float(rate), 4)))
+            difference = Money(amount, req.max_hourly_cost.currency)
+        yield Alternative(which, description, found, difference, impact)

@@ -4,12 +4,13 @@ plain data the filters and objectives read."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from flare import gpus
 from flare.money import Money
 from flare.quantity import parse_quantity
-from flare.v1 import intent_pb2
+from flare.v1 import common_pb2, intent_pb2
 
 GIB = Decimal(2**30)
 
@@ -21,7 +22,7 @@ class Requirements:
     vendor: str = ""
     tier: str = ""
     architecture: str = ""
-    min_compute_capability: tuple[int, int] | None = None
+    min_compute_capability: float = 0.0  # 8.6 -> 8.6; 0: no bound
     interconnect: str = ""
     topology: str = ""
     min_memory_gib: float = 0.0
@@ -29,13 +30,21 @@ class Requirements:
     min_fp32_tflops: float = 0.0
     shared: bool | None = None
     multi_instance: bool | None = None
+    sharing_strategy: str = ""
     location: str = ""
     availability_zone: str = ""
     max_hourly_cost: Money | None = None
+    max_total_cost: Money | None = None
+    # How long the intent is expected to run (batch timeout, or until its
+    # deadline); 0 when unknown, and then max_total_cost cannot be checked.
+    expected_hours: float = 0.0
     max_latency_ms: int = 0  # 0: no bound
     providers: frozenset[str] = frozenset()
     preemptible: bool | None = None
     min_availability: float = 0.0
+    # A gang may span providers (deployment_strategy: distributed); otherwise
+    # the nodes of a gang are in one provider cluster.
+    split_providers: bool = False
 
 
 def _any(value: str) -> str:
@@ -46,21 +55,27 @@ def _gib(quantity: str) -> float:
     return float(parse_quantity(quantity) / GIB) if quantity else 0.0
 
 
-def from_intent(intent: intent_pb2.Intent) -> Requirements:
-    """Requirements of a validated intent."""
+def _money(message: common_pb2.Money) -> Money:
+    return Money(Decimal(message.amount), message.currency_code)
+
+
+def _expected_hours(intent: intent_pb2.Intent, now: datetime | None) -> float:
+    batch = intent.workload.batch
+    if intent.workload.HasField("batch") and batch.HasField("timeout"):
+        return batch.timeout.ToTimedelta().total_seconds() / 3600
+    if intent.constraints.HasField("deadline") and now is not None:
+        left = intent.constraints.deadline.ToDatetime(tzinfo=now.tzinfo) - now
+        return max(left.total_seconds() / 3600, 0.0)
+    return 0.0
+
+
+def from_intent(intent: intent_pb2.Intent, now: datetime | None = None) -> Requirements:
+    """Requirements of a validated intent (`now` resolves a deadline)."""
     resources = intent.workload.resources
     gpu = resources.gpu
     spec = gpus.lookup(gpu.model) if _any(gpu.model) else None
     constraints = intent.constraints
-    cc = None
-    if _any(gpu.compute_capability):
-        major, minor = gpu.compute_capability.split(".")
-        cc = (int(major), int(minor))
-    max_cost = None
-    if constraints.HasField("max_hourly_cost"):
-        max_cost = Money(
-            Decimal(constraints.max_hourly_cost.amount), constraints.max_hourly_cost.currency_code
-        )
+    cc = float(gpu.compute_capability) if _any(gpu.compute_capability) else 0.0
     shared: bool | None = None
     if gpu.HasField("shared"):
         shared = gpu.shared
@@ -80,11 +95,20 @@ def from_intent(intent: intent_pb2.Intent) -> Requirements:
         min_fp32_tflops=gpu.fp32_tflops,
         shared=shared,
         multi_instance=gpu.multi_instance if gpu.HasField("multi_instance") else None,
+        sharing_strategy=_any(gpu.sharing_strategy),
         location=_any(constraints.location),
         availability_zone=constraints.availability_zone,
-        max_hourly_cost=max_cost,
+        max_hourly_cost=_money(constraints.max_hourly_cost)
+        if constraints.HasField("max_hourly_cost")
+        else None,
+        max_total_cost=_money(constraints.max_total_cost)
+        if constraints.HasField("max_total_cost")
+        else None,
+        expected_hours=_expected_hours(intent, now),
         max_latency_ms=constraints.max_latency_ms,
         providers=frozenset(p.lower() for p in constraints.providers),
         preemptible=constraints.preemptible if constraints.HasField("preemptible") else None,
         min_availability=intent.sla.availability,
+        split_providers=intent.workload.deployment_strategy
+        == intent_pb2.DEPLOYMENT_STRATEGY_DISTRIBUTED,
     )

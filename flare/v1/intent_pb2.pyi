@@ -921,7 +921,9 @@ class Placement(_message.Message):
     HOURLY_COST_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
     offer: _builtins.str
-    """The offer chosen (for a gang placement, the offer of the first node)."""
+    """The offer chosen (for a gang placement across nodes, the offer of the
+    first node; `nodes` lists every node with its offer).
+    """
     provider: _builtins.str
     cluster: _builtins.str
     region: _builtins.str
@@ -964,17 +966,21 @@ class NodeAssignment(_message.Message):
 
     NODE_FIELD_NUMBER: _builtins.int
     GPU_COUNT_FIELD_NUMBER: _builtins.int
+    OFFER_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     gpu_count: _builtins.int
+    offer: _builtins.str
+    """The offer of that node: "providers/{provider}/offers/{offer}"."""
     def __init__(
         self,
         *,
         node: _builtins.str = ...,
         gpu_count: _builtins.int = ...,
+        offer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["gpu_count", b"gpu_count", "node", b"node"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gpu_count", b"gpu_count", "node", b"node", "offer", b"offer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -100,7 +100,7 @@ async def test_a_cancel_during_a_reservation_leaks_nothing(store: SqliteStore) -
         federation.gate.set()
         (final,) = await settle(store, [name], lambda s: s == lifecycle.CANCELLED)
         assert federation.held_by(name) is None
-        assert [o.gpus_free for o in await federation.offers()] == [4]
+        assert (await federation.offers()).gpus_free.tolist() == [4]
         assert "Running" not in [h.reason for h in final.history]
     finally:
         await engine.stop()
@@ -115,7 +115,7 @@ async def test_concurrent_placements_never_double_book(store: SqliteStore) -> No
         final = await settle(store, names, lambda s: s in (lifecycle.RUNNING, lifecycle.QUEUED))
         running = [i for i in final if i.state == lifecycle.RUNNING]
         assert len(running) == 1
-        assert [o.gpus_free for o in await federation.offers()] == [1]
+        assert (await federation.offers()).gpus_free.tolist() == [1]
         # Cancel the holder: exactly one queued intent takes its place.
         await store.update(
             running[0].name,
