@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from controlplane.engine import IntentEngine
 from controlplane.federation.local import LocalFederation, load_offers
 from controlplane.intents import lifecycle
 from controlplane.store.sqlite import SqliteStore, Synchronous
+from flare.money import DEFAULT_RATES_PER_EUR
 from flare.v1 import intent_service_pb2, offer_service_pb2, token_service_pb2
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,10 @@ class Settings:
     federation_file: Path | None = None
     synchronous: Synchronous = "FULL"
     engine_workers: int = 16
+    # Units of each currency per 1 EUR, for comparing prices and limits.
+    exchange_rates: dict[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_RATES_PER_EUR))
+    # Criterion weights of Balanced_Optimization; None: the documented defaults.
+    balanced_weights: dict[str, float] | None = None
     grace_seconds: float = 5.0
 
 
@@ -41,7 +47,9 @@ class ControlPlane:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = SqliteStore(settings.data_dir / DB_FILE, synchronous=settings.synchronous)
-        self.federation = LocalFederation(load_offers(settings.federation_file))
+        self.federation = LocalFederation(
+            load_offers(settings.federation_file), settings.exchange_rates
+        )
         self.engine: IntentEngine | None = None
         self.grpc_port = 0
         self.http_port = 0
@@ -58,7 +66,12 @@ class ControlPlane:
         self.store.open()
         live = await self.store.live()
         self.federation.restore(i for i in live if i.state in lifecycle.HOLDING)
-        self.engine = IntentEngine(self.store, self.federation, workers=settings.engine_workers)
+        self.engine = IntentEngine(
+            self.store,
+            self.federation,
+            workers=settings.engine_workers,
+            balanced_weights=settings.balanced_weights,
+        )
         authenticator = auth.Authenticator(self.store)
         self.server, self._health = build_server(
             intents=self.store,

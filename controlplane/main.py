@@ -16,6 +16,8 @@ from pathlib import Path
 
 from controlplane import logs
 from controlplane.app import Settings, serve
+from controlplane.placement.objectives import parse_weights
+from flare.money import parse_rates
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,6 +63,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="intents advanced concurrently (FLARE_ENGINE_WORKERS; default %(default)s)",
     )
     parser.add_argument(
+        "--exchange-rates",
+        default=env("FLARE_EXCHANGE_RATES", ""),
+        help="units of each currency per 1 EUR, e.g. 'USD=1.15,CHF=0.93', over the built-in "
+        "defaults (FLARE_EXCHANGE_RATES)",
+    )
+    parser.add_argument(
+        "--balanced-weights",
+        default=env("FLARE_BALANCED_WEIGHTS", ""),
+        help="criterion weights of Balanced_Optimization, e.g. "
+        "'cost=0.4,performance=0.3,latency=0.2,energy=0.1' (FLARE_BALANCED_WEIGHTS)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env("FLARE_LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error"),
@@ -78,7 +92,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.configure(args.log_level, args.log_format)
+    try:
+        rates = parse_rates(args.exchange_rates)
+        balanced = parse_weights(args.balanced_weights) if args.balanced_weights else None
+    except ValueError as error:
+        print(f"flare-controlplane: {error}", file=sys.stderr)
+        return 2
     settings = Settings(
+        exchange_rates=rates,
+        balanced_weights=balanced,
         listen=args.listen,
         http_listen="" if args.http_listen == "off" else args.http_listen,
         data_dir=args.data_dir,

@@ -88,6 +88,22 @@ DEFAULT_RATES_PER_EUR: Mapping[str, Decimal] = {
 }
 
 
+def parse_rates(text: str) -> dict[str, Decimal]:
+    """ "USD=1.15,CHF=0.93" (units per 1 EUR) merged over the defaults."""
+    rates = dict(DEFAULT_RATES_PER_EUR)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        code, _, value = part.partition("=")
+        code = check_currency(code.strip().upper())
+        try:
+            rate = Decimal(value.strip())
+        except InvalidOperation as error:
+            raise MoneyError(f"rate {value!r} of {code} is not a number") from error
+        if rate <= 0:
+            raise MoneyError(f"rate of {code} must be positive")
+        rates[code] = rate
+    return rates
+
+
 def convert(money: Money, currency: str, rates: Mapping[str, Decimal]) -> Money:
     """Convert through the rate table; MoneyError when a rate is missing."""
     if money.currency == currency:

@@ -207,15 +207,22 @@ FILTERS: tuple[Filter, ...] = (
     Filter("capacity", lambda r: f"fewer than {r.gpu_count} free GPUs", _capacity),
 )
 CAPACITY = len(FILTERS) - 1
+INDEX = {candidate.reason: index for index, candidate in enumerate(FILTERS)}
 
 
-def first_failures(req: Requirements, table: OfferTable) -> np.ndarray:
+def masks(req: Requirements, table: OfferTable) -> list[Bools | None]:
+    """Each filter's mask over the table, in FILTERS order (None: unconstrained)."""
+    return [candidate.mask(req, table) for candidate in FILTERS]
+
+
+def first_failures(
+    req: Requirements, table: OfferTable, evaluated: list[Bools | None] | None = None
+) -> np.ndarray:
     """Per offer, the index in FILTERS of the first filter it fails; -1 when it
     passes them all."""
     failed = np.full(len(table), -1, dtype=np.int64)
     undecided = np.ones(len(table), dtype=np.bool_)
-    for index, candidate in enumerate(FILTERS):
-        mask = candidate.mask(req, table)
+    for index, mask in enumerate(evaluated if evaluated is not None else masks(req, table)):
         if mask is None:
             continue
         newly = undecided & ~mask

@@ -12,11 +12,17 @@ from decimal import Decimal
 
 import numpy as np
 
-from controlplane.placement.filters import CAPACITY, FILTERS, first_failures, hourly_limit_eur
+from controlplane.placement.filters import (
+    CAPACITY,
+    FILTERS,
+    first_failures,
+    hourly_limit_eur,
+    masks,
+)
 from controlplane.placement.objectives import CRITERIA, GANG_EFFICIENCY, normalise, weights
 from controlplane.placement.offers import Offer
 from controlplane.placement.requirements import Requirements
-from controlplane.placement.table import REFERENCE_CURRENCY, Floats, Ints, OfferTable
+from controlplane.placement.table import REFERENCE_CURRENCY, Bools, Floats, Ints, OfferTable
 from flare import gpus
 from flare.money import Money
 
@@ -91,10 +97,12 @@ class PlanResult:
 
 @dataclass(frozen=True, slots=True)
 class _Placements:
-    """Feasible placements as parallel arrays; `nodes[i]` lists (offer index,
-    GPUs) of placement i."""
+    """Feasible placements as parallel arrays: first every single-node
+    placement (offer `singles[i]` takes all `count` GPUs), then the gangs."""
 
-    nodes: list[tuple[tuple[int, int], ...]]
+    singles: Ints
+    count: int
+    gangs: list[tuple[tuple[int, int], ...]]
     cost: Floats
     performance: Floats
     latency: Floats
@@ -113,7 +121,24 @@ def plan(
     alternatives: bool = True,
     gangs: bool = True,
 ) -> PlanResult:
-    failures = first_failures(req, table)
+    evaluated = masks(req, table)
+    result = _decide(req, table, evaluated, objective, top_k, balanced_weights, gangs)
+    if alternatives and not result.candidates:
+        found = _alternatives(req, table, evaluated, objective, balanced_weights)
+        result = replace(result, alternatives=tuple(found))
+    return result
+
+
+def _decide(  # noqa: PLR0917 - plan's arguments, passed through
+    req: Requirements,
+    table: OfferTable,
+    evaluated: list[Bools | None],
+    objective: int,
+    top_k: int,
+    balanced_weights: Mapping[str, float] | None,
+    gangs: bool,
+) -> PlanResult:
+    failures = first_failures(req, table, evaluated)
     count = max(req.gpu_count, 1)
     singles = np.flatnonzero(failures == -1)
     multi = (
@@ -124,12 +149,7 @@ def plan(
     candidates = _rank(table, placements, chosen, top_k)
     in_gangs = {index for gang in multi for index, _ in gang}
     rejections = _rejections(req, failures, in_gangs)
-    result = PlanResult(objective, len(table), candidates, rejections)
-    if alternatives and not candidates:
-        result = replace(
-            result, alternatives=tuple(_alternatives(req, table, objective, balanced_weights))
-        )
-    return result
+    return PlanResult(objective, len(table), candidates, rejections)
 
 
 def _gangs(
@@ -191,7 +211,6 @@ def _placements(
         fp16[singles], tdp[singles], out=np.zeros(singles.size), where=tdp[singles] > 0
     )
     fit = (table.gpus_free[singles] - count).astype(np.float64)
-    nodes: list[tuple[tuple[int, int], ...]] = [((int(i), count),) for i in singles]
     lat = latency[singles]
     ranks = table.column("name_rank")[singles]
     if gangs:
@@ -217,14 +236,13 @@ def _placements(
         )
         fit = np.concatenate([fit, g_fit])
         ranks = np.concatenate([ranks, g_rank.astype(np.int64)])
-        nodes += gangs
-    return _Placements(nodes, cost, performance, lat, energy, fit, ranks)
+    return _Placements(singles, count, gangs, cost, performance, lat, energy, fit, ranks)
 
 
 def _rank(
     table: OfferTable, p: _Placements, chosen: Mapping[str, float], top_k: int
 ) -> tuple[Candidate, ...]:
-    size = len(p.nodes)
+    size = len(p.cost)
     if size == 0 or top_k <= 0:
         return ()
     raw = {"cost": p.cost, "performance": p.performance, "latency": p.latency, "energy": p.energy}
@@ -254,7 +272,11 @@ def _candidate(  # noqa: PLR0917 - the arrays of one ranking
     scores: Mapping[str, Floats],
     raw: Mapping[str, Floats],
 ) -> Candidate:
-    shares = tuple(Share(table.offer(index), gpus_taken) for index, gpus_taken in p.nodes[i])
+    if i < len(p.singles):
+        nodes: tuple[tuple[int, int], ...] = ((int(p.singles[i]), p.count),)
+    else:
+        nodes = p.gangs[i - len(p.singles)]
+    shares = tuple(Share(table.offer(index), gpus_taken) for index, gpus_taken in nodes)
     currencies = {share.offer.currency for share in shares}
     if len(currencies) == 1:
         amount = sum((s.offer.price_per_gpu_hour * s.gpu_count for s in shares), Decimal(0))
@@ -287,14 +309,15 @@ def _rejections(
     return tuple(sorted(found, key=lambda r: (-r.count, r.reason)))
 
 
-# Constraints that an alternative may relax, one at a time, in this order.
-_RELAXATIONS: tuple[tuple[str, str], ...] = (
-    ("max_hourly_cost", "without the hourly cost limit"),
-    ("location", "outside {location}"),
-    ("gpu.model", "with another GPU model"),
-    ("preemptible", "on {preemptible_other} capacity"),
-    ("max_latency_ms", "with more latency"),
-    ("availability", "with lower declared availability"),
+# Constraints that an alternative may relax, one at a time, in this order,
+# with the filters that relaxing each one drops.
+_RELAXATIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("max_hourly_cost", "without the hourly cost limit", ("max_cost",)),
+    ("location", "outside {location}", ("location", "availability_zone")),
+    ("gpu.model", "with another GPU model", ("gpu_model", "architecture", "vendor")),
+    ("preemptible", "on {preemptible_other} capacity", ("preemptible",)),
+    ("max_latency_ms", "with more latency", ("latency",)),
+    ("availability", "with lower declared availability", ("availability",)),
 )
 
 
@@ -316,17 +339,22 @@ def _relaxed(req: Requirements, which: str) -> Requirements | None:
 
 
 def _alternatives(
-    req: Requirements, table: OfferTable, objective: int, balanced: Mapping[str, float] | None
+    req: Requirements,
+    table: OfferTable,
+    evaluated: list[Bools | None],
+    objective: int,
+    balanced: Mapping[str, float] | None,
 ) -> Iterator[Alternative]:
+    """The best placement with one constraint relaxed, for each constraint
+    that can be. The filters' masks are reused: relaxing only drops some."""
     limit = hourly_limit_eur(req, table)
     asked = gpus.BY_MODEL.get(req.gpu_model)
-    for which, template in _RELAXATIONS:
+    for which, template, dropped in _RELAXATIONS:
         relaxed = _relaxed(req, which)
         if relaxed is None:
             continue
-        found = plan(
-            relaxed, table, objective, top_k=1, balanced_weights=balanced, alternatives=False
-        ).best
+        kept = [None if FILTERS[i].reason in dropped else mask for i, mask in enumerate(evaluated)]
+        found = _decide(relaxed, table, kept, objective, 1, balanced, True).best
         if found is None:
             continue
         offer = found.offer

@@ -395,3 +395,20 @@ async def test_a_busy_port_is_a_clear_error_not_a_traceback(
     with pytest.raises(OSError, match=r"cannot listen on 127\.0\.0\.1"):
         await ControlPlane(busy).start()
     assert not (tmp_path / "other" / "admin-token").exists()
+
+
+async def test_a_queued_intent_carries_the_nearest_alternatives(control_plane: Running) -> None:
+    md = control_plane.metadata()
+    wish = gpu_job("h100-eu", model="nvidia-h100", count=2, location="EU")
+    queued = await until(control_plane, (await create(control_plane, wish)).name, lifecycle.QUEUED)
+    alternatives = {a.relaxed: a for a in queued.last_plan.alternatives}
+    assert set(alternatives) == {"location", "gpu.model"}
+    assert alternatives["location"].candidate.offer.provider == "us-h100"
+    assert alternatives["gpu.model"].candidate.offer.gpu.model == "nvidia-a100"
+    assert alternatives["gpu.model"].performance_impact < 0
+    planned = await control_plane.intents.PlanIntent(
+        svc.PlanIntentRequest(intent=wish), metadata=md
+    )
+    assert [a.relaxed for a in planned.plan.alternatives] == [
+        a.relaxed for a in queued.last_plan.alternatives
+    ]

@@ -161,3 +161,15 @@ def test_total_cost_is_checked_against_the_batch_timeout() -> None:
     intent.workload.batch.timeout.FromSeconds(10 * 3600)
     result = planner.plan(requirements.from_intent(intent), TABLE, intent.objective)
     assert result.best is None and "max_cost" in {r.reason for r in result.rejections}
+
+
+def test_balanced_weights_are_configurable() -> None:
+    intent = gpu_job(model="nvidia-h100", objective="Balanced_Optimization")
+    req = requirements.from_intent(intent)
+    by_latency = planner.plan(req, TABLE, intent.objective, balanced_weights={"latency": 1.0}).best
+    by_cost = planner.plan(req, TABLE, intent.objective, balanced_weights={"cost": 1.0}).best
+    assert by_latency is not None and by_cost is not None
+    h100 = [o for o in OFFERS if o.gpu_model == "nvidia-h100"]
+    assert by_latency.offer.latency_ms == min(o.latency_ms for o in h100)
+    assert by_cost.hourly_cost_eur == min(float(eur(o)) for o in h100)
+    assert {c.criterion for c in by_latency.criteria} == {"latency"}
