@@ -159,3 +159,44 @@ async def test_a_restart_resumes_live_intents_and_rebuilds_capacity(tmp_path: Pa
         await engine.stop()
     finally:
         second.close()
+
+
+async def test_a_gang_reserves_and_releases_every_node(store: SqliteStore) -> None:
+    two_nodes = {
+        "providers": [
+            {
+                **ONE_NODE["providers"][0],
+                "nodes": [
+                    {
+                        "name": f"n{i}",
+                        "gpu_model": "nvidia-a100",
+                        "gpus": 4,
+                        "price_per_gpu_hour": 1,
+                    }
+                    for i in range(2)
+                ],
+            }
+        ]
+    }
+    federation = LocalFederation(offers_from_document(two_nodes))
+    engine = IntentEngine(store, federation)
+    await engine.start()
+    try:
+        name = await submit(store, engine, "gang", 6)
+        (running,) = await settle(store, [name], lambda s: s == lifecycle.RUNNING)
+        assert sorted((n.node, n.gpu_count) for n in running.placement.nodes) == [
+            ("n0", 4),
+            ("n1", 2),
+        ]
+        assert sorted((await federation.offers()).gpus_free.tolist()) == [0, 2]
+        await store.update(
+            name,
+            lambda i: lifecycle.transition(
+                i, lifecycle.CANCELLING, reason="Cancelled", message="", now=utc_now()
+            ),
+        )
+        engine.kick(name)
+        await settle(store, [name], lambda s: s == lifecycle.CANCELLED)
+        assert (await federation.offers()).gpus_free.tolist() == [4, 4]
+    finally:
+        await engine.stop()
