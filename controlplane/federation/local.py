@@ -23,7 +23,7 @@ from flare import geo, gpus
 from flare.money import DEFAULT_RATES_PER_EUR
 from flare.v1 import intent_pb2
 
-DEMO_FEDERATION = "demo-federation.json"
+DEMO_FEDERATION = "catalog-federation.json"
 
 
 def load_offers(path: Path | None = None) -> list[Offer]:

@@ -34,6 +34,7 @@ from flarectl.main import app
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
+SMALL_FEDERATION = REPO / "tests" / "data" / "small-federation.json"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 WAIT = "30s"  # --timeout of `flarectl watch --until` in the tests
@@ -116,6 +117,8 @@ def running_controlplane(data_dir: Path, port: int | None = None) -> Iterator[Co
         "off",
         "--log-format",
         "text",
+        "--federation-file",
+        str(SMALL_FEDERATION),
     ]
     with log_path.open("ab") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from flare.money import DEFAULT_RATES_PER_EUR
 from flare.v1 import intent_pb2
 from tests.intents import SEED_TRAINING, gpu_job, intent_from
 
-OFFERS = load_offers()
+OFFERS = load_offers(Path(__file__).resolve().parents[2] / "tests/data/small-federation.json")
 TABLE = table.build(OFFERS)
 
 
