@@ -59,9 +59,9 @@ def synthetic_federation(base: list[Offer], size: int, seed: int) -> list[Offer]
                 provider=f"p{index % 97}",
                 cluster=f"c{index % 389}",
                 node=f"o{index}",
-                price_per_gpu_hour=(offer.price_per_gpu_hour * Decimal(rng.randint(70, 130)) / 100).quantize(
-                    Decimal("0.0001")
-                ),
+                price_per_gpu_hour=(
+                    offer.price_per_gpu_hour * Decimal(rng.randint(70, 130)) / 100
+                ).quantize(Decimal("0.0001")),
                 gpus_total=total,
                 gpus_free=rng.randint(0, total),
                 country=country,
@@ -103,15 +103,20 @@ def _eur(offer: Offer) -> float:
 def accepts(req: Requirements, offer: Offer) -> bool:
     if req.gpu_model and offer.gpu_model != req.gpu_model:
         return False
-    if req.location and not geo.matches(req.location, country=offer.country, continent=offer.continent,
-                                        region=offer.region):
+    if req.location and not geo.matches(
+        req.location, country=offer.country, continent=offer.continent, region=offer.region
+    ):
         return False
     if req.preemptible is not None and offer.preemptible != req.preemptible:
         return False
     if offer.availability < req.min_availability:
         return False
+    if req.min_availability and offer.preemptible:
+        return False
     if req.max_hourly_cost is not None:
-        limit = float(req.max_hourly_cost.amount / DEFAULT_RATES_PER_EUR[req.max_hourly_cost.currency])
+        limit = float(
+            req.max_hourly_cost.amount / DEFAULT_RATES_PER_EUR[req.max_hourly_cost.currency]
+        )
         if _eur(offer) * req.gpu_count > limit:
             return False
     return offer.gpus_free >= req.gpu_count
@@ -129,8 +134,10 @@ def baseline_plan(req: Requirements, offers: list[Offer], top_k: int = 5) -> lis
         return []
     low, high = min(costs), max(costs)
     span = (high - low) or 1.0
-    scored = sorted(zip(((high - c) / span for c in costs), costs, feasible, strict=True),
-                    key=lambda item: (-item[0], item[1], item[2].name))
+    scored = sorted(
+        zip(((high - c) / span for c in costs), costs, feasible, strict=True),
+        key=lambda item: (-item[0], item[1], item[2].name),
+    )
     return [offer for _, _, offer in scored[:top_k]]
 
 
@@ -215,31 +222,49 @@ def main() -> int:
     times = decision_times(base, sizes, args.decisions)
     quality_figures = quality(base, generated=1000)
 
-    print(f"\nDecision time (filters + scoring + top-5 + rejection counts), {os.cpu_count()} cores\n")
-    header = f"{'offers':>8}{'FLARE p50':>12}{'FLARE p99':>12}{'loop p50':>12}{'loop p99':>12}{'speed-up':>10}"
+    print(
+        f"\nDecision time (filters + scoring + top-5 + rejection counts), {os.cpu_count()} cores\n"
+    )
+    header = (
+        f"{'offers':>8}{'FLARE p50':>12}{'FLARE p99':>12}{'loop p50':>12}{'loop p99':>12}"
+        f"{'speed-up':>10}"
+    )
     print(header)
     print("-" * len(header))
     for size, row in times.items():
-        speedup = row["baseline_python_loop"]["p50_ms"] / max(row["flare"]["p50_ms"], 1e-9)
-        print(f"{int(size):>8}{row['flare']['p50_ms']:>10.3f}ms{row['flare']['p99_ms']:>10.3f}ms"
-              f"{row['baseline_python_loop']['p50_ms']:>10.2f}ms{row['baseline_python_loop']['p99_ms']:>10.2f}ms"
-              f"{speedup:>9.0f}x")
+        loop = row["baseline_python_loop"]
+        speedup = loop["p50_ms"] / max(row["flare"]["p50_ms"], 1e-9)
+        print(
+            f"{int(size):>8}{row['flare']['p50_ms']:>10.3f}ms{row['flare']['p99_ms']:>10.3f}ms"
+            f"{loop['p50_ms']:>10.2f}ms{loop['p99_ms']:>10.2f}ms{speedup:>9.0f}x"
+        )
     q = quality_figures
-    print(f"\nChoice quality on the packaged federation ({len(base)} offers): {q['intents']} intents, "
-          f"{q['placed']} placeable")
+    print(
+        f"\nChoice quality on the packaged federation ({len(base)} offers): "
+        f"{q['intents']} intents, {q['placed']} placeable"
+    )
     print(f"  equal to the exhaustive optimum: {q['equal_to_exhaustive_optimum']} of {q['placed']}")
     saving = q["cost_reduction_vs_first_match"]
-    print(f"  cost reduction against first match (the earlier FLARE): mean {saving['mean']:.1%}, "
-          f"median {saving['median']:.1%}, cheaper for {saving['share_of_intents_cheaper']:.0%} of intents")
+    print(
+        f"  cost reduction against first match (the earlier FLARE): mean {saving['mean']:.1%}, "
+        f"median {saving['median']:.1%}, "
+        f"cheaper for {saving['share_of_intents_cheaper']:.0%} of intents"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "placement",
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-        "targets": {"p99_ms_at_10k": 1.0, "p99_ms_at_100k": 10.0},
-        "decision_time": times,
-        "quality": quality_figures,
-        "federation_offers": len(base),
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "placement",
+                "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+                "targets": {"p99_ms_at_10k": 1.0, "p99_ms_at_100k": 10.0},
+                "decision_time": times,
+                "quality": quality_figures,
+                "federation_offers": len(base),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\nwritten to {RESULTS}")
     return 0
 

@@ -49,6 +49,24 @@ class GpuSpec:
     tier: str
     aliases: tuple[str, ...]
     source: str
+    # The PCIe board of a model whose main figures are for SXM/OAM modules.
+    pcie: PcieVariant | None = None
+
+    def figures(self, interconnect: str) -> tuple[float, float, int]:
+        """(FP32 TFLOPS, dense FP16/BF16 TFLOPS, TDP watts) of the board an
+        offer has: the PCIe variant's when the offer says PCIe."""
+        if interconnect == "pcie" and self.pcie is not None:
+            return self.pcie.fp32_tflops, self.pcie.fp16_tflops, self.pcie.tdp_watts
+        return self.fp32_tflops, self.fp16_tflops, self.tdp_watts
+
+
+@dataclass(frozen=True, slots=True)
+class PcieVariant:
+    fp32_tflops: float
+    fp16_tflops: float
+    memory_bandwidth_gbs: int
+    tdp_watts: int
+    source: str
 
 
 _H100 = "NVIDIA H100 Tensor Core GPU datasheet (SXM5 figures)"
@@ -114,6 +132,7 @@ SPECS: tuple[GpuSpec, ...] = (
         "premium",
         ("h100", "h100-80gb", "h100-sxm", "h100-sxm5", "h100-pcie", "h100-nvl", "h100-mega"),
         _H100,
+        PcieVariant(51.0, 756.0, 2000, 350, "NVIDIA H100 Tensor Core GPU datasheet (PCIe figures)"),
     ),
     GpuSpec(
         "nvidia-a100",
@@ -129,6 +148,9 @@ SPECS: tuple[GpuSpec, ...] = (
         "premium",
         ("a100", "a100-80gb", "a100-40gb", "a100-sxm", "a100-sxm4", "a100-pcie", "a100-80gb-sxm"),
         _A100,
+        PcieVariant(
+            19.5, 312.0, 1935, 300, "NVIDIA A100 Tensor Core GPU datasheet (PCIe 80GB figures)"
+        ),
     ),
     GpuSpec(
         "nvidia-l40s",

@@ -43,6 +43,8 @@ def offers_from_document(document: dict[str, Any]) -> list[Offer]:
             spec = gpus.lookup(node["gpu_model"])
             if spec is None:
                 raise ValueError(f"unknown GPU model {node['gpu_model']!r} in {provider['name']}")
+            interconnect = node.get("interconnect", spec.interconnect)
+            fp32, fp16, tdp = spec.figures(interconnect)
             offers.append(
                 Offer(
                     name=f"providers/{provider['name']}/offers/{node['name']}",
@@ -55,11 +57,11 @@ def offers_from_document(document: dict[str, Any]) -> list[Offer]:
                     gpu_memory_gib=float(node.get("gpu_memory_gib", spec.memory_gib[0])),
                     compute_capability=spec.compute_capability,
                     tier=spec.tier,
-                    interconnect=node.get("interconnect", spec.interconnect),
+                    interconnect=interconnect,
                     topology=node.get("topology", ""),
-                    fp32_tflops=spec.fp32_tflops,
-                    fp16_tflops=spec.fp16_tflops,
-                    tdp_watts=spec.tdp_watts,
+                    fp32_tflops=fp32,
+                    fp16_tflops=fp16,
+                    tdp_watts=tdp,
                     gpus_total=node["gpus"],
                     gpus_free=node["gpus"],
                     region=provider["region"],

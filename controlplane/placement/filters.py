@@ -97,6 +97,17 @@ def _providers(req: Requirements, table: OfferTable) -> Bools | None:
     return result
 
 
+def _availability(req: Requirements, table: OfferTable) -> Bools | None:
+    """Declared availability at least the SLA's; spot capacity can be taken
+    back at any time, so it meets no availability SLA."""
+    if not req.min_availability:
+        return None
+    result: Bools = (table.column("availability") >= req.min_availability) & ~table.column(
+        "preemptible"
+    )
+    return result
+
+
 def _latency(req: Requirements, table: OfferTable) -> Bools | None:
     if not req.max_latency_ms:
         return None
@@ -199,8 +210,8 @@ FILTERS: tuple[Filter, ...] = (
     ),
     Filter(
         "availability",
-        lambda r: f"availability below {r.min_availability}%",
-        _at_least("availability", lambda r: r.min_availability),
+        lambda r: f"availability below {r.min_availability}% (spot has none)",
+        _availability,
     ),
     Filter("latency", lambda r: f"latency above {r.max_latency_ms} ms", _latency),
     Filter("max_cost", budget_message_of, _budget),

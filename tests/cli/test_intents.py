@@ -233,7 +233,7 @@ def test_the_unplaceable_example_stays_queued_and_says_why(cli: Cli) -> None:
 
     table = cli.ok("get", name).stdout
     assert properties(table)["state"].startswith("queued: ")
-    assert table_rows(table, "rejected")[1] == ["gpu_model", "not nvidia-b200", "16"]
+    assert table_rows(table, "rejected")[1] == ["gpu_model", "not amd-mi250x", "16"]
 
     intent = cli.get(name)
     assert intent["state"] == "STATE_QUEUED"

@@ -68,7 +68,7 @@ def test_every_offer_is_characterised_and_located() -> None:
     for o in OFFERS:
         spec = gpus.BY_MODEL[o.gpu_model]
         assert o.gpu_memory_gib in spec.memory_gib, o.name
-        assert o.fp16_tflops == spec.fp16_tflops
+        assert (o.fp32_tflops, o.fp16_tflops, o.tdp_watts) == spec.figures(o.interconnect)
         assert o.currency == "USD"
         assert o.price_per_gpu_hour > 0
         assert o.continent == geo.CONTINENT_OF_COUNTRY[o.country], o.name

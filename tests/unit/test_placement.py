@@ -174,3 +174,30 @@ def test_balanced_weights_are_configurable() -> None:
     assert by_latency.offer.latency_ms == min(o.latency_ms for o in h100)
     assert by_cost.hourly_cost_eur == min(float(eur(o)) for o in h100)
     assert {c.criterion for c in by_latency.criteria} == {"latency"}
+
+
+def test_spot_capacity_meets_no_availability_sla() -> None:
+    spot = replace(
+        OFFERS[0],
+        name="providers/s/offers/spot",
+        node="spot",
+        preemptible=True,
+        availability=99.99,
+        price_per_gpu_hour=Decimal("0.01"),
+    )
+    offers = table.build([spot, *OFFERS])
+    intent = gpu_job(model=OFFERS[0].gpu_model)
+    assert best(intent, offers).offer.node == "spot"
+    intent.sla.availability = 99.9
+    assert best(intent, offers).offer.node != "spot"
+
+
+def test_pcie_boards_carry_their_own_figures() -> None:
+    from flare import gpus
+
+    h100 = gpus.BY_MODEL["nvidia-h100"]
+    assert h100.figures("pcie") == (51.0, 756.0, 350)
+    assert h100.figures("nvlink") == (67.0, 989.0, 700)
+    catalog = load_offers()
+    pcie = [o for o in catalog if o.gpu_model == "nvidia-h100" and o.interconnect == "pcie"]
+    assert pcie and all(o.fp16_tflops == 756.0 and o.tdp_watts == 350 for o in pcie)

@@ -94,6 +94,8 @@ def reference_accepts(req: Requirements, offer: Offer, gpus_taken: int) -> bool:
         return False
     if offer.availability < req.min_availability:
         return False
+    if req.min_availability and offer.preemptible:  # spot guarantees no availability
+        return False
     if req.max_latency_ms and offer.latency_ms > req.max_latency_ms:
         return False
     if req.max_hourly_cost is not None:
