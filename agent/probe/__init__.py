@@ -1,0 +1,1 @@
+"""GPU probes: one interface (`base.Probe`), three backends (nvml, amdsmi, sim)."""
