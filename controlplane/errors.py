@@ -21,9 +21,11 @@ class InvalidArgument(FlareError):
 
     def __init__(self, violations: Sequence[FieldViolation]) -> None:
         self.violations = tuple(violations)
-        summary = "; ".join(str(v) for v in self.violations[:3])
-        more = f" (and {len(self.violations) - 3} more)" if len(self.violations) > 3 else ""
-        super().__init__(f"invalid request: {summary}{more}")
+        fields = list(dict.fromkeys(v.field for v in self.violations))
+        more = f" and {len(fields) - 5} more" if len(fields) > 5 else ""
+        noun = "field" if len(fields) == 1 else "fields"
+        # The descriptions travel in google.rpc.BadRequest; the message names the fields.
+        super().__init__(f"invalid request: check {noun} {', '.join(fields[:5])}{more}")
 
 
 class NotFound(FlareError):
