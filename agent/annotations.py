@@ -307,7 +307,9 @@ def _gpu_annotations(inventory: Inventory) -> dict[str, str]:
     spec = gpus.lookup(model)
     out = {
         "gpu.fluidos.eu/count": str(count),
-        "gpu.fluidos.eu/memory-per-gpu": format_bytes_gi(min(g.memory_bytes for g in devices)),
+        "gpu.fluidos.eu/memory-per-gpu": format_bytes_gi(
+            gpus.nominal_memory_gib(spec, min(g.memory_bytes for g in devices)) * 2**30
+        ),
     }
     if first.vendor in gpus.VENDORS:
         out["gpu.fluidos.eu/vendor"] = first.vendor

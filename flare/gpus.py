@@ -469,6 +469,19 @@ def normalize_model(name: str) -> str | None:
     return spec.model if spec else None
 
 
+def nominal_memory_gib(spec: GpuSpec | None, memory_bytes: int) -> int:
+    """The board's memory as sold, from what the driver reports: drivers keep
+    some for themselves (an 80 GB H100 reports 81,559 MiB, 79.6 GiB), so a
+    reading within 5% of one of the model's memory variants is that variant;
+    anything else is whole GiB, rounded down."""
+    gib = memory_bytes / 2**30
+    if spec is not None:
+        nearest = min(spec.memory_gib, key=lambda variant: abs(variant - gib))
+        if abs(nearest - gib) <= 0.05 * nearest:
+            return nearest
+    return int(gib)
+
+
 def suggest(name: str, limit: int = 3) -> list[str]:
     """Known model names closest to an unknown one."""
     names = [spec.model for spec in SPECS]

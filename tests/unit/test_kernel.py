@@ -66,3 +66,12 @@ def test_gpu_names_resolve_and_unknown_ones_get_suggestions() -> None:
 def test_the_eu_has_27_member_states() -> None:
     assert len(geo.EU_MEMBER_STATES) == 27
     assert {"HU", "HR", "CY", "MT"} <= geo.EU_MEMBER_STATES
+
+
+def test_nominal_memory_absorbs_what_the_driver_keeps() -> None:
+    h100, a100 = gpus.BY_MODEL["nvidia-h100"], gpus.BY_MODEL["nvidia-a100"]
+    assert gpus.nominal_memory_gib(h100, 81_559 * 2**20) == 80
+    assert gpus.nominal_memory_gib(h100, 95_830 * 2**20) == 94  # H100 NVL
+    assert gpus.nominal_memory_gib(a100, 40_536 * 2**20) == 40
+    assert gpus.nominal_memory_gib(None, 24_564 * 2**20) == 23  # unknown model: whole GiB down
+    assert gpus.nominal_memory_gib(h100, 60 * 2**30) == 60  # no variant near: as read

@@ -1,0 +1,577 @@
+"""NVIDIA GPUs through NVML (the nvidia-ml-py bindings, imported as `pynvml`).
+
+NVML is initialised once per probe and device handles are cached. A GPU whose
+calls fail with a "the GPU is gone" class of error (lost, fallen off the bus,
+unknown, driver trouble) reads UNHEALTHY with the error in `problems`, and the
+next `inventory()` shuts NVML down, initialises it again and re-enumerates.
+"Not supported" is None (absent), never 0. Xid events arrive on a background
+thread through an NVML event set. See docs/nvml-probe.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.probe.base import (
+    FATAL_XIDS,
+    WATCHED_XIDS,
+    GpuInfo,
+    Health,
+    Inventory,
+    Link,
+    MigInstance,
+    Probe,
+    ProbeError,
+    Process,
+    Reading,
+)
+from flare import gpus
+
+# NVML return codes (nvml.h), by what the probe does with them.
+_NOT_SUPPORTED = 3
+_NOT_FOUND = 6
+_DRIVER_NOT_LOADED = 9
+_TIMEOUT = 10
+_LIBRARY_NOT_FOUND = 12
+_FUNCTION_NOT_FOUND = 13
+# Absent: the value does not exist on this GPU or driver.
+_ABSENT = frozenset({_NOT_SUPPORTED, _FUNCTION_NOT_FOUND})
+# The GPU (or the driver under it) is gone: uninitialised, driver not loaded,
+# IRQ issue, GPU is lost, reset required, operating system, RM version
+# mismatch, GPU not found, unknown.
+_GONE = frozenset({1, _DRIVER_NOT_LOADED, 11, 15, 16, 17, 18, 28, 999})
+
+_NVLINK_MAX_LINKS = 36
+_MIG_ENABLED = 1
+_EVENT_XID = 0x8
+_TEMPERATURE_GPU = 0
+_CLOCK_SM = 1
+_VOLATILE_ECC = 0
+_ECC_CORRECTED = 0
+_ECC_UNCORRECTED = 1
+# Clocks-event reasons that mean the GPU is too hot or its board slows it.
+_THERMAL_REASONS = 0x8 | 0x20 | 0x40
+
+_ARCHITECTURES = {
+    5: "volta",
+    6: "turing",
+    7: "ampere",
+    8: "ada-lovelace",
+    9: "hopper",
+    10: "blackwell",
+}
+_TOPOLOGY = {
+    0: "single",  # the same board
+    10: "single",
+    20: "multiple",
+    30: "hostbridge",
+    40: "node",
+    50: "system",
+}
+_XID_MEANING = {
+    48: "double-bit ECC error",
+    74: "NVLink error",
+    79: "GPU has fallen off the bus",
+    95: "uncontained ECC error",
+    119: "GSP timeout",
+    120: "GSP error",
+}
+
+
+def _xid_problems(xids: dict[int, int]) -> list[str]:
+    return [
+        f"Xid {xid} ({_XID_MEANING.get(xid, 'fatal')}) seen {xids[xid]} times"
+        for xid in sorted(FATAL_XIDS)
+        if xids.get(xid)
+    ]
+
+
+class _GpuGone(Exception):
+    """A call on one GPU failed with an error that means the GPU is unusable."""
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)
+
+
+def _address(handle: Any) -> int:
+    return ctypes.cast(handle, ctypes.c_void_p).value or 0
+
+
+def _bus_key(bus_id: str) -> str:
+    """ "00000000:18:00.0" and "0000:18:00.0" name the same function."""
+    try:
+        domain, bus, rest = bus_id.strip().split(":")
+        device, function = rest.split(".")
+        return f"{int(domain, 16):x}:{int(bus, 16):x}:{int(device, 16):x}.{int(function, 16):x}"
+    except ValueError:
+        return bus_id.strip().lower()
+
+
+@dataclass
+class _Device:
+    index: int
+    uuid: str
+    handle: Any
+    info: GpuInfo
+    nvlink_remotes: dict[str, int] = field(default_factory=dict)
+
+
+class _EventWatcher:
+    """Waits on an NVML event set in a thread and reports Xid events."""
+
+    def __init__(
+        self,
+        nvml: Any,
+        handles: dict[str, Any],
+        on_xid: Callable[[str, int], None],
+        timeout_ms: int,
+    ) -> None:
+        self._nvml = nvml
+        self._timeout_ms = timeout_ms
+        self._on_xid = on_xid
+        self._stop = threading.Event()
+        self._by_address = {_address(h): uuid for uuid, h in handles.items()}
+        self.unwatched: dict[str, str] = {}
+        self._set = nvml.nvmlEventSetCreate()
+        for uuid, handle in handles.items():
+            try:
+                nvml.nvmlDeviceRegisterEvents(handle, _EVENT_XID, self._set)
+            except nvml.NVMLError as error:
+                self.unwatched[uuid] = f"Xid events not watched: {error}"
+        self._thread = threading.Thread(target=self._run, name="nvml-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        nvml = self._nvml
+        while not self._stop.is_set():
+            try:
+                data = nvml.nvmlEventSetWait_v2(self._set, self._timeout_ms)
+            except nvml.NVMLError as error:
+                if error.value != _TIMEOUT:
+                    self._stop.wait(self._timeout_ms / 1000)
+                continue
+            if int(data.eventType) & _EVENT_XID:
+                uuid = self._by_address.get(_address(data.device))
+                if uuid is not None:
+                    self._on_xid(uuid, int(data.eventData))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._timeout_ms / 1000 * 4 + 1)
+        with contextlib.suppress(self._nvml.NVMLError):
+            self._nvml.nvmlEventSetFree(self._set)
+
+
+class NvmlProbe:
+    """The `Probe` for NVIDIA GPUs. Raises ProbeError when NVML cannot work at
+    all (bindings not installed, library missing, driver not loaded)."""
+
+    def __init__(
+        self,
+        *,
+        event_timeout_ms: int = 500,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        try:
+            self._nvml: Any = importlib.import_module("pynvml")
+        except ImportError as error:
+            raise ProbeError(
+                "the NVML backend needs the nvidia-ml-py package (import name pynvml)"
+            ) from error
+        self._clock = clock
+        self._event_timeout_ms = event_timeout_ms
+        self._lock = threading.RLock()
+        self._xid_lock = threading.Lock()
+        self._initialised = False
+        self._stale = True
+        self._enumerations = 0
+        self._devices: list[_Device] = []
+        self._inventory: Inventory | None = None
+        self._uuid_by_index: dict[int, str] = {}
+        self._missing: dict[str, str] = {}  # known GPUs NVML no longer gives, and why
+        self._xids: dict[str, dict[int, int]] = {}
+        self._events: _EventWatcher | None = None
+        self._init()
+
+    @property
+    def name(self) -> str:
+        return "nvml"
+
+    @property
+    def enumerations(self) -> int:
+        """How many times NVML was (re-)initialised and the GPUs enumerated."""
+        return self._enumerations
+
+    # -- lifecycle --------------------------------------------------------
+
+    def _init(self) -> None:
+        nvml = self._nvml
+        try:
+            nvml.nvmlInit()
+        except nvml.NVMLError as error:
+            code = error.value
+            if code == _LIBRARY_NOT_FOUND:
+                message = (
+                    "NVML library libnvidia-ml.so.1 not found: the NVIDIA driver is not "
+                    "installed or its libraries are not visible to the agent"
+                )
+            elif code == _DRIVER_NOT_LOADED:
+                message = "NVML: the NVIDIA kernel driver is not loaded"
+            elif code == _FUNCTION_NOT_FOUND:
+                message = "NVML: the installed driver is too old for nvidia-ml-py"
+            else:
+                message = f"NVML initialisation failed: {error}"
+            raise ProbeError(message) from error
+        self._initialised = True
+
+    def _shutdown(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+        if self._initialised:
+            self._initialised = False
+            with contextlib.suppress(self._nvml.NVMLError):
+                self._nvml.nvmlShutdown()
+
+    def close(self) -> None:
+        with self._lock:
+            self._shutdown()
+
+    # -- calls --------------------------------------------------------------
+
+    def _call(self, what: str, problems: list[str], fn: Callable[..., Any], *args: Any) -> Any:
+        """One NVML call: absent gives None; a "GPU is gone" error raises
+        _GpuGone; any other error gives None and a line in `problems`."""
+        nvml = self._nvml
+        try:
+            return fn(*args)
+        except nvml.NVMLError as error:
+            code = error.value
+            if code in _ABSENT:
+                return None
+            if code in _GONE:
+                raise _GpuGone(f"{what}: {error} (NVML error {code})") from error
+            problems.append(f"{what}: {error} (NVML error {code})")
+            return None
+
+    def _temperature(self, handle: Any) -> Any:
+        nvml = self._nvml
+        read_v = getattr(nvml, "nvmlDeviceGetTemperatureV", None)
+        if read_v is not None:
+            try:
+                return read_v(handle, _TEMPERATURE_GPU)
+            except nvml.NVMLError as error:
+                if error.value != _FUNCTION_NOT_FOUND:
+                    raise
+        return nvml.nvmlDeviceGetTemperature(handle, _TEMPERATURE_GPU)
+
+    def _clocks_event_reasons(self, handle: Any) -> Any:
+        nvml = self._nvml
+        read = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+        if read is None:
+            read = nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        return read(handle)
+
+    # -- inventory ------------------------------------------------------------
+
+    def inventory(self) -> Inventory:
+        with self._lock:
+            if self._stale or self._inventory is None:
+                self._enumerate()
+            assert self._inventory is not None
+            return self._inventory
+
+    def _enumerate(self) -> None:
+        nvml = self._nvml
+        if self._enumerations > 0:
+            self._shutdown()
+            self._init()
+        self._enumerations += 1
+        problems: list[str] = []
+        try:
+            driver = _text(nvml.nvmlSystemGetDriverVersion())
+            count = int(nvml.nvmlDeviceGetCount())
+        except nvml.NVMLError as error:
+            raise ProbeError(f"NVML cannot enumerate GPUs: {error}") from error
+        cuda = self._call("CUDA driver version", problems, nvml.nvmlSystemGetCudaDriverVersion)
+        runtime = f"{int(cuda) // 1000}.{int(cuda) % 1000 // 10}" if cuda is not None else ""
+
+        devices: list[_Device] = []
+        handles: dict[str, Any] = {}
+        for index in range(count):
+            uuid = self._uuid_by_index.get(index, f"nvml-index-{index}")
+            try:
+                handle = self._call("handle", problems, nvml.nvmlDeviceGetHandleByIndex, index)
+                if handle is None:
+                    raise _GpuGone("NVML gives no handle for this GPU")
+                read = self._call("UUID", problems, nvml.nvmlDeviceGetUUID, handle)
+                if read is None:
+                    raise _GpuGone("NVML gives no UUID for this GPU")
+                uuid = _text(read)
+                self._uuid_by_index[index] = uuid
+                handles[uuid] = handle
+                devices.append(self._describe(index, uuid, handle, problems))
+                self._missing.pop(uuid, None)
+            except _GpuGone as gone:
+                self._missing[uuid] = f"GPU {index} not usable: {gone}"
+        self._devices = devices
+        for device in devices:
+            self._xid_counts(device.uuid)
+        self._inventory = Inventory(
+            backend="nvml",
+            driver_version=driver,
+            runtime_version=runtime,
+            gpus=tuple(d.info for d in devices),
+            links=self._links(devices),
+        )
+        # A GPU NVML would not give is looked for again on the next inventory
+        # (a GPU reset brings it back).
+        self._stale = bool(self._missing)
+        try:
+            self._events = _EventWatcher(nvml, handles, self._count_xid, self._event_timeout_ms)
+        except nvml.NVMLError as error:
+            problems.append(f"Xid events not watched: {error}")
+
+    def _describe(self, index: int, uuid: str, handle: Any, problems: list[str]) -> _Device:
+        nvml = self._nvml
+        call = self._call
+        raw_name = _text(call("name", problems, nvml.nvmlDeviceGetName, handle) or "")
+        spec = gpus.from_product_name(raw_name)
+        memory = call("memory", problems, nvml.nvmlDeviceGetMemoryInfo, handle)
+        capability = call(
+            "compute capability", problems, nvml.nvmlDeviceGetCudaComputeCapability, handle
+        )
+        architecture = spec.architecture if spec else ""
+        if not architecture:
+            code = call("architecture", problems, nvml.nvmlDeviceGetArchitecture, handle)
+            architecture = _ARCHITECTURES.get(int(code), "") if code is not None else ""
+        pci = call("PCI info", problems, nvml.nvmlDeviceGetPciInfo, handle)
+        numa = call("NUMA node", problems, nvml.nvmlDeviceGetNumaNodeId, handle)
+        limit = call("power limit", problems, nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
+        mode = call("MIG mode", problems, nvml.nvmlDeviceGetMigMode, handle)
+        mig_enabled = mode is not None and int(mode[0]) == _MIG_ENABLED
+        instances = self._mig_instances(handle, problems) if mig_enabled else ()
+        info = GpuInfo(
+            index=index,
+            uuid=uuid,
+            raw_name=raw_name,
+            model=spec.model if spec else "",
+            vendor="nvidia",
+            architecture=architecture,
+            memory_bytes=int(memory.total) if memory is not None else 0,
+            compute_capability=f"{capability[0]}.{capability[1]}" if capability else "",
+            pci_bus_id=_text(pci.busId) if pci is not None else "",
+            numa_node=int(numa) if numa is not None and int(numa) >= 0 else None,
+            mig_enabled=mig_enabled,
+            mig_instances=instances,
+            power_limit_watts=int(limit) / 1000 if limit is not None else None,
+        )
+        return _Device(index, uuid, handle, info, self._nvlink_remotes(handle, problems))
+
+    def _mig_instances(self, handle: Any, problems: list[str]) -> tuple[MigInstance, ...]:
+        nvml = self._nvml
+        slots = self._call("MIG slots", problems, nvml.nvmlDeviceGetMaxMigDeviceCount, handle)
+        instances = []
+        for slot in range(int(slots or 0)):
+            try:
+                mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+            except nvml.NVMLError as error:
+                if error.value == _NOT_FOUND:
+                    continue  # an empty slot
+                if error.value in _GONE:
+                    raise _GpuGone(f"MIG device {slot}: {error}") from error
+                problems.append(f"MIG device {slot}: {error}")
+                continue
+            name = _text(self._call("MIG name", problems, nvml.nvmlDeviceGetName, mig) or "")
+            mig_uuid = _text(self._call("MIG UUID", problems, nvml.nvmlDeviceGetUUID, mig) or "")
+            memory = self._call("MIG memory", problems, nvml.nvmlDeviceGetMemoryInfo, mig)
+            profile = name.rsplit("MIG", 1)[-1].strip() if "MIG" in name else ""
+            total = int(memory.total) if memory is not None else 0
+            instances.append(MigInstance(mig_uuid, profile, total))
+        return tuple(instances)
+
+    def _nvlink_remotes(self, handle: Any, problems: list[str]) -> dict[str, int]:
+        """Active NVLinks by the PCI bus id at their far end."""
+        nvml = self._nvml
+        remotes: dict[str, int] = {}
+        for link in range(_NVLINK_MAX_LINKS):
+            try:
+                active = nvml.nvmlDeviceGetNvLinkState(handle, link)
+            except nvml.NVMLError as error:
+                if error.value in _GONE:
+                    raise _GpuGone(f"NVLink {link}: {error}") from error
+                break  # not supported, or past this GPU's last link
+            if not active:
+                continue
+            pci = self._call(
+                f"NVLink {link} remote",
+                problems,
+                nvml.nvmlDeviceGetNvLinkRemotePciInfo,
+                handle,
+                link,
+            )
+            key = _bus_key(_text(pci.busId)) if pci is not None else "?"
+            remotes[key] = remotes.get(key, 0) + 1
+        return remotes
+
+    def _links(self, devices: list[_Device]) -> tuple[Link, ...]:
+        nvml = self._nvml
+        gpu_buses = {_bus_key(d.info.pci_bus_id) for d in devices}
+        links = []
+        for i, a in enumerate(devices):
+            for b in devices[i + 1 :]:
+                direct = a.nvlink_remotes.get(_bus_key(b.info.pci_bus_id), 0)
+                # Links that end on something other than a GPU end on an NVSwitch.
+                switched_a = sum(n for k, n in a.nvlink_remotes.items() if k not in gpu_buses)
+                switched_b = sum(n for k, n in b.nvlink_remotes.items() if k not in gpu_buses)
+                if direct:
+                    links.append(Link(a.index, b.index, "nvlink", direct))
+                    continue
+                if switched_a and switched_b:
+                    links.append(Link(a.index, b.index, "nvlink", min(switched_a, switched_b)))
+                    continue
+                try:
+                    level = nvml.nvmlDeviceGetTopologyCommonAncestor(a.handle, b.handle)
+                except nvml.NVMLError:
+                    continue  # unknown: no link listed rather than a wrong one
+                links.append(Link(a.index, b.index, _TOPOLOGY.get(int(level), "system")))
+        return tuple(links)
+
+    # -- events ---------------------------------------------------------------
+
+    def _xid_counts(self, uuid: str) -> dict[int, int]:
+        with self._xid_lock:
+            return self._xids.setdefault(uuid, dict.fromkeys(WATCHED_XIDS, 0))
+
+    def _count_xid(self, uuid: str, xid: int) -> None:
+        counts = self._xid_counts(uuid)
+        with self._xid_lock:
+            counts[xid] = counts.get(xid, 0) + 1
+
+    # -- samples ----------------------------------------------------------------
+
+    def sample(self) -> tuple[Reading, ...]:
+        with self._lock:
+            if self._inventory is None:
+                self._enumerate()
+            now = self._clock()
+            readings = [self._read(device, now) for device in self._devices]
+            present = {d.uuid for d in self._devices}
+            for uuid, problem in self._missing.items():
+                if uuid in present:
+                    continue
+                xids = self._xid_snapshot(uuid)
+                problems = (problem, *_xid_problems(xids))
+                readings.append(
+                    Reading(uuid, now, Health.UNHEALTHY, xid_counts=xids, problems=problems)
+                )
+            return tuple(readings)
+
+    def _xid_snapshot(self, uuid: str) -> dict[int, int]:
+        counts = self._xid_counts(uuid)
+        with self._xid_lock:
+            return dict(counts)
+
+    def _read(self, device: _Device, now: datetime) -> Reading:
+        try:
+            return self._read_gpu(device, now)
+        except Exception as error:  # the agent outlives any one GPU's trouble
+            self._stale = True
+            return Reading(
+                device.uuid,
+                now,
+                Health.UNHEALTHY,
+                xid_counts=self._xid_snapshot(device.uuid),
+                problems=(f"reading failed: {error!r}",),
+            )
+
+    def _read_gpu(self, device: _Device, now: datetime) -> Reading:
+        nvml = self._nvml
+        handle = device.handle
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        health = Health.HEALTHY
+        call = self._call
+        try:
+            rates = call("utilisation", problems, nvml.nvmlDeviceGetUtilizationRates, handle)
+            if rates is not None:
+                values["gpu_utilization_percent"] = float(rates.gpu)
+                values["memory_utilization_percent"] = float(rates.memory)
+            memory = call("memory", problems, nvml.nvmlDeviceGetMemoryInfo, handle)
+            if memory is not None:
+                values["memory_used_bytes"] = int(memory.used)
+                values["memory_free_bytes"] = int(memory.free)
+            temperature = call("temperature", problems, self._temperature, handle)
+            if temperature is not None:
+                values["temperature_celsius"] = float(temperature)
+            power = call("power", problems, nvml.nvmlDeviceGetPowerUsage, handle)
+            if power is not None:
+                values["power_watts"] = int(power) / 1000
+            clock = call("SM clock", problems, nvml.nvmlDeviceGetClockInfo, handle, _CLOCK_SM)
+            if clock is not None:
+                values["sm_clock_mhz"] = int(clock)
+            reasons = call("clocks event reasons", problems, self._clocks_event_reasons, handle)
+            if reasons is not None:
+                values["throttle_reasons"] = int(reasons)
+            for key, kind in (
+                ("ecc_corrected_total", _ECC_CORRECTED),
+                ("ecc_uncorrected_total", _ECC_UNCORRECTED),
+            ):
+                count = call(
+                    "ECC counter",
+                    problems,
+                    nvml.nvmlDeviceGetTotalEccErrors,
+                    handle,
+                    kind,
+                    _VOLATILE_ECC,
+                )
+                if count is not None:
+                    values[key] = int(count)
+            processes = call(
+                "processes", problems, nvml.nvmlDeviceGetComputeRunningProcesses, handle
+            )
+            if processes is not None:
+                values["processes"] = tuple(
+                    Process(
+                        int(p.pid), int(p.usedGpuMemory) if p.usedGpuMemory is not None else None
+                    )
+                    for p in processes
+                )
+        except _GpuGone as gone:
+            health = Health.UNHEALTHY
+            problems.append(str(gone))
+            self._stale = True
+
+        xids = self._xid_snapshot(device.uuid)
+        if values.get("ecc_uncorrected_total"):
+            health = Health.UNHEALTHY
+            problems.append(f"{values['ecc_uncorrected_total']} uncorrectable ECC errors")
+        if fatal := _xid_problems(xids):
+            health = Health.UNHEALTHY
+            problems.extend(fatal)
+        if health is Health.HEALTHY and values.get("throttle_reasons", 0) & _THERMAL_REASONS:
+            health = Health.DEGRADED
+            problems.append(f"clocks slowed (reasons {values['throttle_reasons']:#x})")
+        return Reading(
+            uuid=device.uuid,
+            time=now,
+            health=health,
+            xid_counts=xids,
+            problems=tuple(problems),
+            **values,
+        )
+
+
+def _conforms(probe: NvmlProbe) -> Probe:
+    """Lets the type checker hold NvmlProbe to the Probe protocol."""
+    return probe

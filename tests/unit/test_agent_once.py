@@ -1,0 +1,70 @@
+"""`flare-agent --once` with the sim backend, as a user runs it: no cluster."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+
+def agent(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def once(*args: str) -> dict[str, Any]:
+    result = agent("--backend", "sim", "--once", "-o", "json", *args)
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def test_once_prints_inventory_readings_annotations_and_flavor() -> None:
+    report = once(
+        "--sim-model",
+        "a100",
+        "--sim-count",
+        "4",
+        "--hourly-rate",
+        "1.35 EUR",
+        "--provider",
+        "nordic",
+        "--region",
+        "eu-north-1",
+        "--node-name",
+        "gpu-7",
+    )
+    assert report["node"] == "gpu-7"
+    assert [g["model"] for g in report["inventory"]["gpus"]] == ["nvidia-a100"] * 4
+    assert len(report["readings"]) == 4 and report["readings"][0]["health"] == "healthy"
+    notes = report["annotations"]
+    assert notes["gpu.fluidos.eu/count"] == "4"
+    assert notes["gpu.fluidos.eu/model"] == "nvidia-a100"
+    assert notes["gpu.fluidos.eu/memory-per-gpu"] == "80Gi"
+    assert notes["cost.fluidos.eu/hourly-rate"] == "1.35"
+    assert notes["location.fluidos.eu/region"] == "eu-north-1"
+    assert report["labels"] == {
+        "node-role.fluidos.eu/resources": "true",
+        "node.fluidos.eu/gpu": "true",
+    }
+    assert report["problems"] == []
+    assert report["flavor"]["spec"]["price"] == {
+        "amount": "5.40",
+        "currency": "EUR",
+        "period": "hourly",
+    }
+
+
+def test_bad_input_and_the_long_running_mode_say_what_is_wrong() -> None:
+    bad_rate = agent("--backend", "sim", "--once", "--hourly-rate", "cheap")
+    assert bad_rate.returncode == 1 and "'cheap' is not an amount" in bad_rate.stderr
+    unknown = agent("--backend", "sim", "--once", "--sim-model", "nvidia-a1000")
+    assert unknown.returncode == 1 and "unknown GPU model" in unknown.stderr
+    forever = agent("--backend", "sim")
+    assert forever.returncode == 2 and "only --once works" in forever.stderr
