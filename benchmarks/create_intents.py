@@ -8,7 +8,7 @@ the floor that Python gRPC itself sets on this machine. CreateIntent runs
 twice: with SQLite synchronous=FULL (each acknowledged intent survives power
 loss; the default) and NORMAL (survives a process crash).
 
-Usage: python benchmarks/create_intents.py [--seconds 10] [--processes 2] [--concurrency 16]
+Usage: python -m benchmarks.create_intents [--seconds 10] [--processes 2] [--concurrency 16]
 Prints a table and writes benchmarks/results/create_intents.json.
 """
 
@@ -20,10 +20,7 @@ import json
 import multiprocessing
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,14 +31,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from flare.v1 import intent_pb2, intent_service_pb2, intent_service_pb2_grpc
+from tests.controlplane_process import running
 
 RESULTS = Path(__file__).parent / "results" / "create_intents.json"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def an_intent(index: int) -> intent_pb2.Intent:
@@ -108,45 +100,6 @@ def run_load(  # noqa: PLR0917 - the load's knobs
     }
 
 
-def start_server(data_dir: Path, port: int, sync: str) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "controlplane.main",
-            "--data-dir",
-            str(data_dir),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--http-listen",
-            "off",
-            "--sync",
-            sync,
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    asyncio.run(_wait_serving(f"127.0.0.1:{port}"))
-    return server
-
-
-async def _wait_serving(address: str) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
-        for _ in range(300):
-            try:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=0.5
-                )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.05)
-    raise TimeoutError(address)
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -164,21 +117,22 @@ def main() -> int:
         ("CreateIntent, sync=FULL", "create", "FULL"),
         ("CreateIntent, sync=NORMAL", "create", "NORMAL"),
     ):
-        with tempfile.TemporaryDirectory() as data_dir:
-            port = free_port()
-            server = start_server(Path(data_dir), port, sync)
-            try:
-                token = (Path(data_dir) / "admin-token").read_text().strip()
-                before = cpu_seconds(server.pid)
-                rows[label] = run_load(
-                    f"127.0.0.1:{port}", token, kind, args.seconds, args.processes, args.concurrency
-                )
-                rows[label]["server_cpu_cores"] = round(
-                    (cpu_seconds(server.pid) - before) / args.seconds, 2
-                )
-            finally:
-                server.send_signal(signal.SIGTERM)
-                server.wait(timeout=30)
+        with (
+            tempfile.TemporaryDirectory() as data_dir,
+            running(Path(data_dir), "--sync", sync, "--log-level", "warning") as server,
+        ):
+            before = cpu_seconds(server.pid)
+            rows[label] = run_load(
+                server.address,
+                server.admin_token,
+                kind,
+                args.seconds,
+                args.processes,
+                args.concurrency,
+            )
+            rows[label]["server_cpu_cores"] = round(
+                (cpu_seconds(server.pid) - before) / args.seconds, 2
+            )
     print(
         f"\nCreateIntent through gRPC: {args.processes} client processes"
         f" x {args.concurrency} in flight, "

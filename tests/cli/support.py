@@ -7,12 +7,8 @@ import contextlib
 import json
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +17,6 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from typer.testing import CliRunner, Result
 
 from flare.v1 import (
@@ -31,6 +26,7 @@ from flare.v1 import (
     token_service_pb2_grpc,
 )
 from flarectl.main import app
+from tests.controlplane_process import ControlPlaneProcess, StartError, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -48,86 +44,20 @@ class ControlPlane:
     log_path: Path
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _executable() -> str:
-    beside = Path(sys.executable).with_name("flare-controlplane")
-    found = str(beside) if beside.exists() else shutil.which("flare-controlplane")
-    if found is None:
-        pytest.fail("flare-controlplane is not installed (pip install -e .)", pytrace=False)
-    return found
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _wait_serving(address: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"flare-controlplane exited with {process.returncode}:\n{_tail(log_path)}",
-                    pytrace=False,
-                )
-            with contextlib.suppress(grpc.RpcError):
-                reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            time.sleep(0.05)
-    pytest.fail(
-        f"flare-controlplane did not serve within {START_TIMEOUT:.0f}s:\n{_tail(log_path)}",
-        pytrace=False,
-    )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextlib.contextmanager
 def running_controlplane(data_dir: Path, port: int | None = None) -> Iterator[ControlPlane]:
     """`flare-controlplane` on a loopback port, serving until the block ends."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / "controlplane.log"
-    address = f"127.0.0.1:{port or free_port()}"
-    argv = [
-        _executable(),
-        "--data-dir",
-        str(data_dir),
-        "--listen",
-        address,
-        "--http-listen",
-        "off",
-        "--log-format",
-        "text",
-        "--federation-file",
-        str(SMALL_FEDERATION),
-    ]
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    server = ControlPlaneProcess(
+        data_dir, port or free_port(), ("--federation-file", str(SMALL_FEDERATION))
+    )
     try:
-        _wait_serving(address, process, log_path)
-        admin_token = (data_dir / "admin-token").read_text().strip()
-        yield ControlPlane(address, admin_token, data_dir, log_path)
+        server.start()
+    except StartError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield ControlPlane(server.address, server.admin_token, data_dir, server.log_path)
     finally:
-        _stop(process)
+        server.stop()
 
 
 _CELL_GAP = re.compile(r"\s{2,}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.cli.support import EXAMPLES, Cli, free_port, run_flarectl
+from tests.cli.support import EXAMPLES, Cli, run_flarectl
+from tests.controlplane_process import free_port
 
 
 def test_help_documents_the_exit_codes(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ import grpc
 from controlplane.api.status import to_grpc_status
 from controlplane.errors import FailedPrecondition
 from flare.v1 import intent_service_pb2
-from tests.cli.support import EXAMPLES, Cli, explain, free_port, new_tenant, properties
+from tests.cli.support import EXAMPLES, Cli, explain, new_tenant, properties
+from tests.controlplane_process import free_port
 
 TRAINING = EXAMPLES / "training-4xa100.json"
 

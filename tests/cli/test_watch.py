@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli.support import EXAMPLES, WAIT, Cli, explain, free_port, running_controlplane
+from tests.cli.support import EXAMPLES, WAIT, Cli, explain, running_controlplane
+from tests.controlplane_process import free_port
 
 TRAINING = EXAMPLES / "training-4xa100.json"
 

@@ -4,64 +4,19 @@ intent is there after a restart, and none is there twice."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from flare.v1 import intent_service_pb2 as svc
 from flare.v1 import intent_service_pb2_grpc
+from tests.controlplane_process import ControlPlaneProcess
 from tests.intents import gpu_job
 
 pytestmark = pytest.mark.slow
 CLIENTS = 8
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "controlplane.main",
-            "--data-dir",
-            str(data_dir),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--http-listen",
-            "off",
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def wait_serving(address: str) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        for _ in range(200):
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.05)
-    raise TimeoutError(address)
 
 
 async def all_intents(
@@ -79,14 +34,12 @@ async def all_intents(
 
 
 async def test_acknowledged_intents_survive_kill_9(tmp_path: Path) -> None:
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    server = start(tmp_path, port)
+    server = ControlPlaneProcess(tmp_path)
+    server.start()
     acknowledged: set[str] = set()
     sent: set[str] = set()
+    md = (("authorization", f"Bearer {server.admin_token}"),)
     try:
-        await wait_serving(address)
-        md = (("authorization", f"Bearer {(tmp_path / 'admin-token').read_text().strip()}"),)
 
         async def client(number: int, channel: grpc.aio.Channel) -> None:
             stub = intent_service_pb2_grpc.IntentServiceStub(channel)
@@ -105,22 +58,18 @@ async def test_acknowledged_intents_survive_kill_9(tmp_path: Path) -> None:
                     return
                 acknowledged.add(request_id)
 
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with grpc.aio.insecure_channel(server.address) as channel:
             clients = [asyncio.create_task(client(n, channel)) for n in range(CLIENTS)]
             while len(acknowledged) < 300:
                 await asyncio.sleep(0.01)
-            os.kill(server.pid, signal.SIGKILL)
-            server.wait()
+            server.kill()
             await asyncio.gather(*clients)
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        server.kill()
 
-    restarted = start(tmp_path, port)
+    server.start()  # the same data directory and port
     try:
-        await wait_serving(address)
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with grpc.aio.insecure_channel(server.address) as channel:
             stub = intent_service_pb2_grpc.IntentServiceStub(channel)
             stored = Counter(await all_intents(stub, md))
             assert acknowledged <= set(stored), f"lost: {sorted(acknowledged - set(stored))[:5]}"
@@ -136,5 +85,4 @@ async def test_acknowledged_intents_survive_kill_9(tmp_path: Path) -> None:
             after = Counter(await all_intents(stub, md))
             assert set(after) == sent and max(after.values()) == 1
     finally:
-        restarted.send_signal(signal.SIGTERM)
-        assert restarted.wait(timeout=15) == 0
+        assert server.stop() == 0
