@@ -24,11 +24,15 @@ def open_probe(
                 raise ProbeError(f"the nvml backend cannot start: {error}") from error
             nvml_problem = str(error)
     if backend in ("amdsmi", "auto"):
-        reason = "the amdsmi backend is not available in this release"
-        if backend == "amdsmi":
-            raise ProbeError(reason)
-        raise ProbeError(
-            f"no GPU backend works here (nvml: {nvml_problem}; amdsmi: {reason}); "
-            "use --backend sim for simulated GPUs"
-        )
+        try:
+            from agent.probe.amdsmi import AmdSmiProbe
+
+            return AmdSmiProbe()
+        except ProbeError as error:
+            if backend == "amdsmi":
+                raise ProbeError(f"the amdsmi backend cannot start: {error}") from error
+            raise ProbeError(
+                f"no GPU backend works here (nvml: {nvml_problem}; amdsmi: {error}); "
+                "use --backend sim for simulated GPUs"
+            ) from error
     raise ProbeError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
