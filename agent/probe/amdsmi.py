@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +28,7 @@ from agent.probe.base import (
     Process,
     Reading,
 )
+from agent.probe.driver import Device, DriverProbe, GpuGone
 from flare import gpus
 
 # amdsmi_status_t values (amdsmi.h), by what the probe does with them.
@@ -60,10 +59,6 @@ _NUMA_UNKNOWN = 0xFFFFFFFF
 _DEVICE_IDS = {0x74A1: "AMD Instinct MI300X"}
 
 
-class _GpuGone(Exception):
-    """A call on one GPU failed with a status that means the GPU is unusable."""
-
-
 def _present(value: Any) -> bool:
     """amdsmi writes "N/A" where a field has no value."""
     return value is not None and not (isinstance(value, str) and value.strip().upper() == "N/A")
@@ -87,17 +82,14 @@ def _celsius(value: Any) -> float | None:
     return number / 1000 if abs(number) >= 1000 else number
 
 
-@dataclass
-class _Device:
-    index: int
-    uuid: str
-    handle: Any
-    info: GpuInfo
-
-
-class AmdSmiProbe:
+class AmdSmiProbe(DriverProbe[Device]):
     """The `Probe` for AMD GPUs. Raises ProbeError when amdsmi cannot work at
     all (package or ROCm library missing, driver not loaded)."""
+
+    backend = "amdsmi"
+    absent_codes = _ABSENT
+    gone_codes = _GONE
+    code_label = "amdsmi status"
 
     def __init__(
         self,
@@ -119,30 +111,18 @@ class AmdSmiProbe:
                     "amdsmi is installed but the ROCm library libamd_smi.so cannot be "
                     f"loaded ({error!r}): install ROCm or make its libraries visible"
                 ) from error
+        super().__init__(clock)
         self._smi: Any = module
-        self._clock = clock
-        self._lock = threading.RLock()
-        self._initialised = False
-        self._stale = True
-        self._enumerations = 0
-        self._devices: list[_Device] = []
-        self._inventory: Inventory | None = None
         self._known: dict[str, int] = {}  # every UUID seen, by its last index
-        self._missing: dict[str, str] = {}  # known GPUs amdsmi no longer gives, and why
         self._init()
-
-    @property
-    def name(self) -> str:
-        return "amdsmi"
-
-    @property
-    def enumerations(self) -> int:
-        """How many times amdsmi was (re-)initialised and the GPUs enumerated."""
-        return self._enumerations
 
     # -- lifecycle --------------------------------------------------------
 
-    def _code(self, error: BaseException) -> int | None:
+    def _library_error(self) -> type[Exception]:
+        error: type[Exception] = self._smi.AmdSmiException
+        return error
+
+    def _error_code(self, error: BaseException) -> int | None:
         code = getattr(error, "err_code", None)
         return int(code) if isinstance(code, int) else None
 
@@ -151,7 +131,7 @@ class AmdSmiProbe:
         try:
             smi.amdsmi_init(smi.AmdSmiInitFlags.INIT_AMD_GPUS)
         except smi.AmdSmiException as error:
-            code = self._code(error)
+            code = self._error_code(error)
             if code == _DRIVER_NOT_LOADED:
                 message = "amdsmi: the amdgpu kernel driver is not loaded"
             elif code == _FAIL_LOAD_MODULE:
@@ -167,42 +147,10 @@ class AmdSmiProbe:
             with contextlib.suppress(self._smi.AmdSmiException):
                 self._smi.amdsmi_shut_down()
 
-    def close(self) -> None:
-        with self._lock:
-            self._shutdown()
-
-    # -- calls --------------------------------------------------------------
-
-    def _call(self, what: str, problems: list[str], fn: Callable[..., Any], *args: Any) -> Any:
-        """One amdsmi call: absent gives None; a "GPU is gone" status raises
-        _GpuGone; any other error gives None and a line in `problems`."""
-        try:
-            return fn(*args)
-        except self._smi.AmdSmiException as error:
-            code = self._code(error)
-            if code in _ABSENT:
-                return None
-            detail = f"{what}: {str(error).strip()} (amdsmi status {code})"
-            if code in _GONE:
-                raise _GpuGone(detail) from error
-            problems.append(detail)
-            return None
-
     # -- inventory ------------------------------------------------------------
-
-    def inventory(self) -> Inventory:
-        with self._lock:
-            if self._stale or self._inventory is None:
-                self._enumerate()
-            assert self._inventory is not None
-            return self._inventory
 
     def _enumerate(self) -> None:
         smi = self._smi
-        if self._enumerations > 0:
-            self._shutdown()
-            self._init()
-        self._enumerations += 1
         problems: list[str] = []
         try:
             handles = list(smi.amdsmi_get_processor_handles())
@@ -211,18 +159,18 @@ class AmdSmiProbe:
 
         # Placeholders for GPUs whose UUID could not be read are looked at afresh.
         self._missing = {u: p for u, p in self._missing.items() if u in self._known}
-        devices: list[_Device] = []
+        devices: list[Device] = []
         for index, handle in enumerate(handles):
             uuid = f"amdsmi-index-{index}"
             try:
                 read = self._call("UUID", problems, smi.amdsmi_get_gpu_device_uuid, handle)
                 if not _present(read) or not str(read):
-                    raise _GpuGone("amdsmi gives no UUID for this GPU")
+                    raise GpuGone("amdsmi gives no UUID for this GPU")
                 uuid = str(read)
                 devices.append(self._describe(index, uuid, handle, problems))
                 self._known[uuid] = index
                 self._missing.pop(uuid, None)
-            except _GpuGone as gone:
+            except GpuGone as gone:
                 self._missing[uuid] = f"GPU {index} not usable: {gone}"
         listed = {d.uuid for d in devices}
         for uuid, index in self._known.items():
@@ -244,8 +192,6 @@ class AmdSmiProbe:
             gpus=tuple(d.info for d in devices),
             links=self._links(devices, problems),
         )
-        # A GPU amdsmi would not give is looked for again on the next inventory.
-        self._stale = bool(self._missing)
 
     def _rocm_version(self) -> str:
         read = getattr(self._smi, "amdsmi_get_rocm_version", None)
@@ -257,7 +203,7 @@ class AmdSmiProbe:
             return ""
         return str(version) if ok else ""
 
-    def _describe(self, index: int, uuid: str, handle: Any, problems: list[str]) -> _Device:
+    def _describe(self, index: int, uuid: str, handle: Any, problems: list[str]) -> Device:
         smi = self._smi
         call = self._call
         asic = call("ASIC info", problems, smi.amdsmi_get_gpu_asic_info, handle) or {}
@@ -300,9 +246,9 @@ class AmdSmiProbe:
             mig_enabled=False,
             power_limit_watts=cap_uw / 1_000_000 if cap_uw else None,
         )
-        return _Device(index, uuid, handle, info)
+        return Device(index, uuid, handle, info)
 
-    def _links(self, devices: list[_Device], problems: list[str]) -> tuple[Link, ...]:
+    def _links(self, devices: list[Device], problems: list[str]) -> tuple[Link, ...]:
         smi = self._smi
         links = []
         for i, a in enumerate(devices):
@@ -310,7 +256,7 @@ class AmdSmiProbe:
                 try:
                     found = smi.amdsmi_topo_get_link_type(a.handle, b.handle)
                 except smi.AmdSmiException as error:
-                    if self._code(error) not in _ABSENT:
+                    if self._error_code(error) not in _ABSENT:
                         problems.append(f"link {a.index}-{b.index}: {error}")
                     continue  # unknown: no link listed rather than a wrong one
                 kind = int(found.get("type", -1))
@@ -328,28 +274,7 @@ class AmdSmiProbe:
 
     # -- samples ----------------------------------------------------------------
 
-    def sample(self) -> tuple[Reading, ...]:
-        with self._lock:
-            if self._inventory is None:
-                self._enumerate()
-            now = self._clock()
-            readings = [self._read(device, now) for device in self._devices]
-            present = {d.uuid for d in self._devices}
-            for uuid, problem in self._missing.items():
-                if uuid not in present:
-                    readings.append(Reading(uuid, now, Health.UNHEALTHY, problems=(problem,)))
-            return tuple(readings)
-
-    def _read(self, device: _Device, now: datetime) -> Reading:
-        try:
-            return self._read_gpu(device, now)
-        except Exception as error:  # the agent outlives any one GPU's trouble
-            self._stale = True
-            return Reading(
-                device.uuid, now, Health.UNHEALTHY, problems=(f"reading failed: {error!r}",)
-            )
-
-    def _read_gpu(self, device: _Device, now: datetime) -> Reading:
+    def _read_gpu(self, device: Device, now: datetime) -> Reading:
         smi = self._smi
         handle = device.handle
         problems: list[str] = []
@@ -404,7 +329,7 @@ class AmdSmiProbe:
             processes = call("processes", problems, smi.amdsmi_get_gpu_process_list, handle)
             if processes is not None:
                 values["processes"] = tuple(self._process(p) for p in processes)
-        except _GpuGone as gone:
+        except GpuGone as gone:
             health = Health.UNHEALTHY
             problems.append(str(gone))
             self._stale = True

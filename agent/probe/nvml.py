@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.probe.base import (
-    FATAL_XIDS,
     WATCHED_XIDS,
     GpuInfo,
     Health,
@@ -31,7 +30,9 @@ from agent.probe.base import (
     ProbeError,
     Process,
     Reading,
+    xid_problems,
 )
+from agent.probe.driver import Device, DriverProbe, GpuGone
 from flare import gpus
 
 # NVML return codes (nvml.h), by what the probe does with them.
@@ -75,26 +76,6 @@ _TOPOLOGY = {
     40: "node",
     50: "system",
 }
-_XID_MEANING = {
-    48: "double-bit ECC error",
-    74: "NVLink error",
-    79: "GPU has fallen off the bus",
-    95: "uncontained ECC error",
-    119: "GSP timeout",
-    120: "GSP error",
-}
-
-
-def _xid_problems(xids: dict[int, int]) -> list[str]:
-    return [
-        f"Xid {xid} ({_XID_MEANING.get(xid, 'fatal')}) seen {xids[xid]} times"
-        for xid in sorted(FATAL_XIDS)
-        if xids.get(xid)
-    ]
-
-
-class _GpuGone(Exception):
-    """A call on one GPU failed with an error that means the GPU is unusable."""
 
 
 def _text(value: object) -> str:
@@ -118,11 +99,7 @@ def _bus_key(bus_id: str) -> str:
 
 
 @dataclass
-class _Device:
-    index: int
-    uuid: str
-    handle: Any
-    info: GpuInfo
+class _Device(Device):
     nvlink_remotes: dict[str, int] = field(default_factory=dict)
 
 
@@ -172,9 +149,14 @@ class _EventWatcher:
             self._nvml.nvmlEventSetFree(self._set)
 
 
-class NvmlProbe:
+class NvmlProbe(DriverProbe[_Device]):
     """The `Probe` for NVIDIA GPUs. Raises ProbeError when NVML cannot work at
     all (bindings not installed, library missing, driver not loaded)."""
+
+    backend = "nvml"
+    absent_codes = _ABSENT
+    gone_codes = _GONE
+    code_label = "NVML error"
 
     def __init__(
         self,
@@ -188,29 +170,13 @@ class NvmlProbe:
             raise ProbeError(
                 "the NVML backend needs the nvidia-ml-py package (import name pynvml)"
             ) from error
-        self._clock = clock
+        super().__init__(clock)
         self._event_timeout_ms = event_timeout_ms
-        self._lock = threading.RLock()
         self._xid_lock = threading.Lock()
-        self._initialised = False
-        self._stale = True
-        self._enumerations = 0
-        self._devices: list[_Device] = []
-        self._inventory: Inventory | None = None
         self._uuid_by_index: dict[int, str] = {}
-        self._missing: dict[str, str] = {}  # known GPUs NVML no longer gives, and why
         self._xids: dict[str, dict[int, int]] = {}
         self._events: _EventWatcher | None = None
         self._init()
-
-    @property
-    def name(self) -> str:
-        return "nvml"
-
-    @property
-    def enumerations(self) -> int:
-        """How many times NVML was (re-)initialised and the GPUs enumerated."""
-        return self._enumerations
 
     # -- lifecycle --------------------------------------------------------
 
@@ -243,26 +209,15 @@ class NvmlProbe:
             with contextlib.suppress(self._nvml.NVMLError):
                 self._nvml.nvmlShutdown()
 
-    def close(self) -> None:
-        with self._lock:
-            self._shutdown()
+    def _library_error(self) -> type[Exception]:
+        error: type[Exception] = self._nvml.NVMLError
+        return error
+
+    def _error_code(self, error: Exception) -> int | None:
+        code = getattr(error, "value", None)
+        return code if isinstance(code, int) else None
 
     # -- calls --------------------------------------------------------------
-
-    def _call(self, what: str, problems: list[str], fn: Callable[..., Any], *args: Any) -> Any:
-        """One NVML call: absent gives None; a "GPU is gone" error raises
-        _GpuGone; any other error gives None and a line in `problems`."""
-        nvml = self._nvml
-        try:
-            return fn(*args)
-        except nvml.NVMLError as error:
-            code = error.value
-            if code in _ABSENT:
-                return None
-            if code in _GONE:
-                raise _GpuGone(f"{what}: {error} (NVML error {code})") from error
-            problems.append(f"{what}: {error} (NVML error {code})")
-            return None
 
     def _temperature(self, handle: Any) -> Any:
         nvml = self._nvml
@@ -284,19 +239,8 @@ class NvmlProbe:
 
     # -- inventory ------------------------------------------------------------
 
-    def inventory(self) -> Inventory:
-        with self._lock:
-            if self._stale or self._inventory is None:
-                self._enumerate()
-            assert self._inventory is not None
-            return self._inventory
-
     def _enumerate(self) -> None:
         nvml = self._nvml
-        if self._enumerations > 0:
-            self._shutdown()
-            self._init()
-        self._enumerations += 1
         problems: list[str] = []
         try:
             driver = _text(nvml.nvmlSystemGetDriverVersion())
@@ -313,16 +257,16 @@ class NvmlProbe:
             try:
                 handle = self._call("handle", problems, nvml.nvmlDeviceGetHandleByIndex, index)
                 if handle is None:
-                    raise _GpuGone("NVML gives no handle for this GPU")
+                    raise GpuGone("NVML gives no handle for this GPU")
                 read = self._call("UUID", problems, nvml.nvmlDeviceGetUUID, handle)
                 if read is None:
-                    raise _GpuGone("NVML gives no UUID for this GPU")
+                    raise GpuGone("NVML gives no UUID for this GPU")
                 uuid = _text(read)
                 self._uuid_by_index[index] = uuid
                 handles[uuid] = handle
                 devices.append(self._describe(index, uuid, handle, problems))
                 self._missing.pop(uuid, None)
-            except _GpuGone as gone:
+            except GpuGone as gone:
                 self._missing[uuid] = f"GPU {index} not usable: {gone}"
         self._devices = devices
         for device in devices:
@@ -334,9 +278,6 @@ class NvmlProbe:
             gpus=tuple(d.info for d in devices),
             links=self._links(devices),
         )
-        # A GPU NVML would not give is looked for again on the next inventory
-        # (a GPU reset brings it back).
-        self._stale = bool(self._missing)
         try:
             self._events = _EventWatcher(nvml, handles, self._count_xid, self._event_timeout_ms)
         except nvml.NVMLError as error:
@@ -389,7 +330,7 @@ class NvmlProbe:
                 if error.value == _NOT_FOUND:
                     continue  # an empty slot
                 if error.value in _GONE:
-                    raise _GpuGone(f"MIG device {slot}: {error}") from error
+                    raise GpuGone(f"MIG device {slot}: {error}") from error
                 problems.append(f"MIG device {slot}: {error}")
                 continue
             name = _text(self._call("MIG name", problems, nvml.nvmlDeviceGetName, mig) or "")
@@ -409,7 +350,7 @@ class NvmlProbe:
                 active = nvml.nvmlDeviceGetNvLinkState(handle, link)
             except nvml.NVMLError as error:
                 if error.value in _GONE:
-                    raise _GpuGone(f"NVLink {link}: {error}") from error
+                    raise GpuGone(f"NVLink {link}: {error}") from error
                 break  # not supported, or past this GPU's last link
             if not active:
                 continue
@@ -460,40 +401,10 @@ class NvmlProbe:
 
     # -- samples ----------------------------------------------------------------
 
-    def sample(self) -> tuple[Reading, ...]:
-        with self._lock:
-            if self._inventory is None:
-                self._enumerate()
-            now = self._clock()
-            readings = [self._read(device, now) for device in self._devices]
-            present = {d.uuid for d in self._devices}
-            for uuid, problem in self._missing.items():
-                if uuid in present:
-                    continue
-                xids = self._xid_snapshot(uuid)
-                problems = (problem, *_xid_problems(xids))
-                readings.append(
-                    Reading(uuid, now, Health.UNHEALTHY, xid_counts=xids, problems=problems)
-                )
-            return tuple(readings)
-
     def _xid_snapshot(self, uuid: str) -> dict[int, int]:
         counts = self._xid_counts(uuid)
         with self._xid_lock:
             return dict(counts)
-
-    def _read(self, device: _Device, now: datetime) -> Reading:
-        try:
-            return self._read_gpu(device, now)
-        except Exception as error:  # the agent outlives any one GPU's trouble
-            self._stale = True
-            return Reading(
-                device.uuid,
-                now,
-                Health.UNHEALTHY,
-                xid_counts=self._xid_snapshot(device.uuid),
-                problems=(f"reading failed: {error!r}",),
-            )
 
     def _read_gpu(self, device: _Device, now: datetime) -> Reading:
         nvml = self._nvml
@@ -547,7 +458,7 @@ class NvmlProbe:
                     )
                     for p in processes
                 )
-        except _GpuGone as gone:
+        except GpuGone as gone:
             health = Health.UNHEALTHY
             problems.append(str(gone))
             self._stale = True
@@ -556,7 +467,7 @@ class NvmlProbe:
         if values.get("ecc_uncorrected_total"):
             health = Health.UNHEALTHY
             problems.append(f"{values['ecc_uncorrected_total']} uncorrectable ECC errors")
-        if fatal := _xid_problems(xids):
+        if fatal := xid_problems(xids):
             health = Health.UNHEALTHY
             problems.extend(fatal)
         if health is Health.HEALTHY and values.get("throttle_reasons", 0) & _THERMAL_REASONS:

@@ -94,7 +94,6 @@ class LocalFederation:
         # intent name -> ((offer index, GPUs held), ...)
         self._holds: dict[str, tuple[tuple[int, int], ...]] = {}
         self._listeners: list[Callable[[], None]] = []
-        self._deployed: set[str] = set()
 
     def restore(self, holding: Iterable[intent_pb2.Intent]) -> None:
         """Re-hold the GPUs of intents that held them before a restart."""
@@ -126,7 +125,6 @@ class LocalFederation:
         self._holds[intent.name] = tuple(wanted)
 
     async def deploy(self, intent: intent_pb2.Intent) -> str:
-        self._deployed.add(intent.name)
         for port in intent.workload.ports:
             if port.expose:
                 if port.domain:
@@ -135,7 +133,6 @@ class LocalFederation:
         return ""
 
     async def release(self, intent: intent_pb2.Intent) -> None:
-        self._deployed.discard(intent.name)
         held = self._holds.pop(intent.name, None)
         if held is None:
             return

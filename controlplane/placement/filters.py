@@ -18,6 +18,7 @@ import numpy as np
 from controlplane.placement.requirements import Requirements
 from controlplane.placement.table import Bools, OfferTable
 from flare import geo
+from flare.money import Money
 
 Mask = Callable[[Requirements, OfferTable], Bools | None]
 
@@ -115,13 +116,16 @@ def _latency(req: Requirements, table: OfferTable) -> Bools | None:
     return result
 
 
+def in_eur(money: Money, table: OfferTable) -> float:
+    """`money` in the reference currency; 0 without a rate (no offer meets
+    a limit in a currency that cannot be compared)."""
+    rate = table.rates.get(money.currency)
+    return float(money.amount / rate) if rate else 0.0
+
+
 def hourly_limit_eur(req: Requirements, table: OfferTable) -> float | None:
-    """The hourly budget in the reference currency, per GPU-count of the intent."""
-    limit = req.max_hourly_cost
-    if limit is None:
-        return None
-    rate = table.rates.get(limit.currency)
-    return float(limit.amount / rate) if rate else 0.0
+    """The hourly budget of all the intent's GPUs in the reference currency."""
+    return None if req.max_hourly_cost is None else in_eur(req.max_hourly_cost, table)
 
 
 def _budget(req: Requirements, table: OfferTable) -> Bools | None:
@@ -134,9 +138,7 @@ def _budget(req: Requirements, table: OfferTable) -> Bools | None:
     if hourly is not None:
         result &= cost <= hourly * (1 + 1e-12)
     if total is not None and req.expected_hours:
-        rate = table.rates.get(total.currency)
-        limit = float(total.amount / rate) if rate else 0.0
-        result &= cost * req.expected_hours <= limit * (1 + 1e-12)
+        result &= cost * req.expected_hours <= in_eur(total, table) * (1 + 1e-12)
     return result
 
 
@@ -218,7 +220,6 @@ FILTERS: tuple[Filter, ...] = (
     Filter("capacity", lambda r: f"fewer than {r.gpu_count} free GPUs", _capacity),
 )
 CAPACITY = len(FILTERS) - 1
-INDEX = {candidate.reason: index for index, candidate in enumerate(FILTERS)}
 
 
 def masks(req: Requirements, table: OfferTable) -> list[Bools | None]:
