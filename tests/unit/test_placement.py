@@ -103,12 +103,6 @@ def test_gang_placement_uses_few_nodes_of_one_cluster() -> None:
     gang = best(gpu_job(model=nodes[0].gpu_model, count=16), table.build([*nodes, other]))
     assert {share.offer.node for share in gang.shares} == {"n1", "n2"}
     assert gang.gpu_count == 16
-    split = (
-        best(gpu_job(model=nodes[0].gpu_model, count=20), table.build([*nodes, other]))
-        if False
-        else None
-    )
-    assert split is None
     result = planner.plan(
         requirements.from_intent(gpu_job(model=nodes[0].gpu_model, count=22)),
         table.build([*nodes, other]),
