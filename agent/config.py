@@ -26,6 +26,10 @@ class ProviderConfig:
     hourly_rate: Money  # per GPU-hour
     zone: str = ""
     preemptible: bool = False
+    # The provider cluster this node belongs to; the provider name when unset.
+    cluster: str = ""
+    # Availability the provider commits to, in percent; None when it commits to none.
+    availability_percent: float | None = None
     network_bandwidth_gbps: int | None = None
     network_latency_ms: int | None = None
     network_tier: str | None = None
@@ -58,6 +62,12 @@ class ProviderConfig:
         if rate.currency not in CURRENCIES:
             known = ", ".join(sorted(CURRENCIES))
             found.append(f"currency {rate.currency!r} is not one of {known}")
+        if self.cluster and not _LOWER_HYPHEN.match(self.cluster):
+            found.append(f"cluster {self.cluster!r} must be lower case words joined by hyphens")
+        if self.availability_percent is not None and not 0 < self.availability_percent <= 100:
+            found.append("availability must be a percentage above 0 and at most 100")
+        if self.country and not re.fullmatch(r"[A-Z]{2}", self.country):
+            found.append(f"country {self.country!r} must be an ISO-3166 alpha-2 code such as DE")
         if self.network_bandwidth_gbps is not None and self.network_bandwidth_gbps <= 0:
             found.append("network bandwidth must be a positive number of Gbit/s")
         if self.network_latency_ms is not None and self.network_latency_ms < 0:
@@ -67,6 +77,10 @@ class ProviderConfig:
         if not _NAMESPACE.match(self.flavor_namespace):
             found.append(f"flavor namespace {self.flavor_namespace!r} is not a namespace name")
         return found
+
+    @property
+    def cluster_name(self) -> str:
+        return self.cluster or self.provider_name
 
     def fluidos_problems(self) -> list[str]:
         """What is missing to publish a FLUIDOS Flavor (the CRD requires the owner's identity)."""

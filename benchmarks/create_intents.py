@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,10 +28,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from benchmarks.common import cpu_seconds, write_results
 from flare.v1 import intent_pb2, intent_service_pb2, intent_service_pb2_grpc
 from tests.controlplane_process import running
-
-RESULTS = Path(__file__).parent / "results" / "create_intents.json"
 
 
 def an_intent(index: int) -> intent_pb2.Intent:
@@ -100,11 +97,6 @@ def run_load(  # noqa: PLR0917 - the load's knobs
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -146,21 +138,14 @@ def main() -> int:
             f"{label:<28}{row['throughput_per_s']:>10}{row['p50_ms']:>10}{row['p99_ms']:>10}"
             f"{row['server_cpu_cores']:>12}"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "create_intents",
-                "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-                "settings": vars(args),
-                "target": {"throughput_per_s": 1000, "p99_ms": 50},
-                "results": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        "create_intents",
+        {
+            "settings": vars(args),
+            "target": {"throughput_per_s": 1000, "p99_ms": 50},
+            "results": rows,
+        },
     )
-    print(f"\nwritten to {RESULTS}")
     return 0
 
 

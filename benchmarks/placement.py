@@ -18,18 +18,16 @@ Prints tables and writes benchmarks/results/placement.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import statistics
 import sys
 import time
 from dataclasses import replace
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
+from benchmarks.common import write_results
 from controlplane.federation.local import load_offers
 from controlplane.placement import planner, requirements, table
 from controlplane.placement.offers import Offer
@@ -39,7 +37,6 @@ from flare.money import DEFAULT_RATES_PER_EUR, Money
 from flare.v1 import intent_pb2
 from tests.intents import SEED_INFERENCE, SEED_TRAINING, intent_from
 
-RESULTS = Path(__file__).parent / "results" / "placement.json"
 COST = intent_pb2.OBJECTIVE_COST_MINIMIZATION
 
 
@@ -250,22 +247,15 @@ def main() -> int:
         f"median {saving['median']:.1%}, "
         f"cheaper for {saving['share_of_intents_cheaper']:.0%} of intents"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "placement",
-                "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-                "targets": {"p99_ms_at_10k": 1.0, "p99_ms_at_100k": 10.0},
-                "decision_time": times,
-                "quality": quality_figures,
-                "federation_offers": len(base),
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        "placement",
+        {
+            "targets": {"p99_ms_at_10k": 1.0, "p99_ms_at_100k": 10.0},
+            "decision_time": times,
+            "quality": quality_figures,
+            "federation_offers": len(base),
+        },
     )
-    print(f"\nwritten to {RESULTS}")
     return 0
 
 

@@ -20,12 +20,17 @@ from controlplane.engine import IntentEngine
 from controlplane.federation.local import LocalFederation, load_offers
 from controlplane.intents import lifecycle
 from controlplane.store.sqlite import SqliteStore, Synchronous
+from controlplane.telemetry.hub import TelemetryHub
+from controlplane.telemetry.ingest import Ingest
+from controlplane.telemetry.journal import Journal
+from controlplane.telemetry.offers import offers_of
 from flare.money import DEFAULT_RATES_PER_EUR
 from flare.v1 import intent_service_pb2, offer_service_pb2, token_service_pb2
 
 log = logging.getLogger(__name__)
 DB_FILE = "flare.db"
 ADMIN_TOKEN_FILE = "admin-token"
+TELEMETRY_DIR = "telemetry"
 
 
 @dataclass
@@ -41,6 +46,8 @@ class Settings:
     # Criterion weights of Balanced_Optimization; None: the documented defaults.
     balanced_weights: dict[str, float] | None = None
     grace_seconds: float = 5.0
+    # An agent not heard for this long is stale: its node's offers leave placement.
+    stale_after_seconds: float = 30.0
 
 
 class ControlPlane:
@@ -50,7 +57,15 @@ class ControlPlane:
         self.federation = LocalFederation(
             load_offers(settings.federation_file), settings.exchange_rates
         )
+        self.hub = TelemetryHub()
+        self.hub.on_node_changed(
+            lambda node: self.federation.replace_offers(node.key, offers_of(node))
+        )
+        self.journal = Journal(
+            settings.data_dir / TELEMETRY_DIR, fsync=settings.synchronous == "FULL"
+        )
         self.engine: IntentEngine | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.grpc_port = 0
         self.http_port = 0
         self._runner: web.AppRunner | None = None
@@ -64,6 +79,7 @@ class ControlPlane:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store.open()
+        replayed = self.hub.replay(self.journal.open(self.hub.checkpoint))
         live = await self.store.live()
         self.federation.restore(i for i in live if i.state in lifecycle.HOLDING)
         self.engine = IntentEngine(
@@ -79,6 +95,7 @@ class ControlPlane:
             engine=self.engine,
             federation=self.federation,
             authenticator=authenticator,
+            ingest=Ingest(self.hub, self.journal),
         )
         try:
             self.grpc_port = self.server.add_insecure_port(settings.listen)
@@ -89,6 +106,7 @@ class ControlPlane:
             log.info("admin token written", extra={"path": str(self.admin_token_path)})
         await self.server.start()
         await self.engine.start()
+        self._sweeper = asyncio.create_task(self._sweep())
         host = settings.listen.rsplit(":", 1)[0]
         if settings.http_listen:
             services = [
@@ -113,6 +131,8 @@ class ControlPlane:
                 else "off",
                 "services": list(SERVICE_NAMES),
                 "intents_live": len(live),
+                "agent_nodes": len(self.hub.nodes),
+                "telemetry_records_replayed": replayed,
                 "admin_token_file": str(self.admin_token_path),
             },
         )
@@ -124,11 +144,22 @@ class ControlPlane:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.server.stop(self.settings.grace_seconds)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self.engine is not None:
             await self.engine.stop()
+        await self.journal.close()
         self.store.close()
         self._stopped.set()
         log.info("control plane stopped")
+
+    async def _sweep(self) -> None:
+        """Marks agents that went quiet stale, so their offers leave placement."""
+        period = min(1.0, self.settings.stale_after_seconds / 4)
+        while True:
+            await asyncio.sleep(period)
+            for node in self.hub.sweep(self.settings.stale_after_seconds):
+                log.warning("agent stale", extra={"node": node.key})
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

@@ -14,9 +14,9 @@ import signal
 import sys
 from pathlib import Path
 
-from controlplane import logs
 from controlplane.app import Settings, serve
 from controlplane.placement.objectives import parse_weights
+from flare import logs
 from flare.money import parse_rates
 
 
@@ -75,6 +75,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "'cost=0.4,performance=0.3,latency=0.2,energy=0.1' (FLARE_BALANCED_WEIGHTS)",
     )
     parser.add_argument(
+        "--stale-after",
+        type=float,
+        default=float(env("FLARE_STALE_AFTER", str(defaults.stale_after_seconds))),
+        help="seconds without a message before an agent counts as stale and its offers leave "
+        "placement (FLARE_STALE_AFTER; default %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env("FLARE_LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error"),
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         federation_file=args.federation_file,
         synchronous=args.sync,
         engine_workers=args.engine_workers,
+        stale_after_seconds=args.stale_after,
     )
 
     async def run() -> None:

@@ -15,6 +15,7 @@ from controlplane.auth import Authenticator
 from controlplane.engine import IntentEngine
 from controlplane.federation.port import Federation
 from controlplane.store.base import IntentStore, TokenStore
+from controlplane.telemetry.ingest import Ingest
 from flare.v1 import (
     intent_service_pb2,
     intent_service_pb2_grpc,
@@ -42,6 +43,7 @@ def build_server(
     engine: IntentEngine,
     federation: Federation,
     authenticator: Authenticator,
+    ingest: Ingest,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     server = grpc.aio.server(
         interceptors=[AuthInterceptor(authenticator)],
@@ -58,7 +60,9 @@ def build_server(
     token_service_pb2_grpc.add_TokenServiceServicer_to_server(
         TokenServicer(tokens, authenticator), server
     )
-    telemetry_service_pb2_grpc.add_TelemetryServiceServicer_to_server(TelemetryServicer(), server)
+    telemetry_service_pb2_grpc.add_TelemetryServiceServicer_to_server(
+        TelemetryServicer(ingest), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -1,5 +1,6 @@
 """The `local` federation of the embedded default: provider clusters described
-in a data file (simulated), with capacity accounting in memory.
+in a data file (simulated) and the nodes whose agents stream to this control
+plane, with capacity accounting in memory.
 
 Capacity is rebuilt after a restart from the intents that hold GPUs (their
 placements are durable in the store), so nothing is double-booked.
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from controlplane.federation.port import CapacityGone
 from controlplane.placement import table
@@ -80,20 +84,63 @@ def offers_from_document(document: dict[str, Any]) -> list[Offer]:
 
 
 class LocalFederation:
-    """Federation port over a fixed set of offers, holding GPUs in memory.
+    """Federation port over offers from a data file and from the agents that
+    stream to this control plane, holding GPUs in memory.
 
-    The offers become one OfferTable at start; reservations change only its
-    free-capacity column, and every decision gets a snapshot of it."""
+    Holds are kept per offer name, so a hold survives its offer leaving (an
+    agent gone quiet, a restart before the agent is back) and counts again
+    when the offer returns. The offers become one OfferTable, rebuilt only
+    when an offer changes; every decision gets a snapshot of its free column.
+    """
 
     def __init__(
         self, offers: Iterable[Offer], rates: Mapping[str, Decimal] = DEFAULT_RATES_PER_EUR
     ) -> None:
-        self._table = table.build(list(offers), rates)
-        self._index = {offer.name: i for i, offer in enumerate(self._table.offers)}
-        self._free = self._table.gpus_free.copy()
-        # intent name -> ((offer index, GPUs held), ...)
-        self._holds: dict[str, tuple[tuple[int, int], ...]] = {}
+        self._rates = rates
+        # source ("file", or an agent's node key) -> its offers by name
+        self._sources: dict[str, dict[str, Offer]] = {"file": {o.name: o for o in offers}}
+        self._holds: dict[str, tuple[tuple[str, int], ...]] = {}  # intent -> ((offer, GPUs), ...)
+        self._held: Counter[str] = Counter()  # offer -> GPUs held
         self._listeners: list[Callable[[], None]] = []
+        self._table: OfferTable | None = None
+        self._index: dict[str, int] = {}
+        self._held_column = np.zeros(0, dtype=np.int64)
+
+    def _current(self) -> OfferTable:
+        if self._table is None:
+            offers = [o for source in self._sources.values() for o in source.values()]
+            self._table = table.build(offers, self._rates)
+            self._index = {offer.name: i for i, offer in enumerate(self._table.offers)}
+            self._held_column = np.asarray(
+                [self._held[offer.name] for offer in self._table.offers], dtype=np.int64
+            )
+        return self._table
+
+    def _free(self) -> table.Ints:
+        current = self._current()
+        # An offer's own gpus_free is what it had before this control plane's holds.
+        free: table.Ints = np.maximum(current.gpus_free - self._held_column, 0)
+        return free
+
+    def replace_offers(self, source: str, offers: Iterable[Offer]) -> None:
+        """Makes `offers` the offers of `source`, dropping its others. Listeners
+        hear of it when capacity may have grown."""
+        new = {offer.name: offer for offer in offers}
+        old = self._sources.get(source, {})
+        if new == old:
+            return
+        grew = any(
+            offer.gpus_total > (old[name].gpus_total if name in old else 0)
+            or (offer.healthy and not (name in old and old[name].healthy))
+            for name, offer in new.items()
+        )
+        if new:
+            self._sources[source] = new
+        else:
+            self._sources.pop(source, None)
+        self._table = None
+        if grew:
+            self._notify()
 
     def restore(self, holding: Iterable[intent_pb2.Intent]) -> None:
         """Re-hold the GPUs of intents that held them before a restart."""
@@ -102,7 +149,7 @@ class LocalFederation:
                 self._hold(intent, strict=False)
 
     async def offers(self) -> OfferTable:
-        return self._table.with_free(self._free.copy())
+        return self._current().with_free(self._free())
 
     async def reserve(self, intent: intent_pb2.Intent) -> None:
         self._hold(intent, strict=True)
@@ -110,19 +157,22 @@ class LocalFederation:
     def _hold(self, intent: intent_pb2.Intent, *, strict: bool) -> None:
         if intent.name in self._holds:
             return
-        wanted = []
+        wanted: Counter[str] = Counter()
         for node in intent.placement.nodes:
-            index = self._index.get(node.offer or intent.placement.offer)
-            if index is None:
-                raise CapacityGone(f"offer {node.offer} no longer exists")
-            if strict and self._free[index] < node.gpu_count:
-                raise CapacityGone(
-                    f"{node.offer} has {self._free[index]} free GPUs, {node.gpu_count} needed"
-                )
-            wanted.append((index, node.gpu_count))
-        for index, count in wanted:
-            self._free[index] -= count
-        self._holds[intent.name] = tuple(wanted)
+            wanted[node.offer or intent.placement.offer] += node.gpu_count
+        if strict:
+            free = self._free()
+            for name, count in wanted.items():
+                index = self._index.get(name)
+                if index is None:
+                    raise CapacityGone(f"offer {name} no longer exists")
+                if free[index] < count:
+                    raise CapacityGone(f"{name} has {free[index]} free GPUs, {count} needed")
+        for name, count in wanted.items():
+            self._held[name] += count
+            if name in self._index:
+                self._held_column[self._index[name]] += count
+        self._holds[intent.name] = tuple(wanted.items())
 
     async def deploy(self, intent: intent_pb2.Intent) -> str:
         for port in intent.workload.ports:
@@ -136,8 +186,15 @@ class LocalFederation:
         held = self._holds.pop(intent.name, None)
         if held is None:
             return
-        for index, count in held:
-            self._free[index] += count
+        for name, count in held:
+            self._held[name] -= count
+            if not self._held[name]:
+                del self._held[name]
+            if name in self._index:
+                self._held_column[self._index[name]] -= count
+        self._notify()
+
+    def _notify(self) -> None:
         for listener in list(self._listeners):
             listener()
 
@@ -145,7 +202,4 @@ class LocalFederation:
         self._listeners.append(callback)
 
     def held_by(self, intent_name: str) -> tuple[tuple[str, int], ...] | None:
-        held = self._holds.get(intent_name)
-        if held is None:
-            return None
-        return tuple((self._table.offers[index].name, count) for index, count in held)
+        return self._holds.get(intent_name)

@@ -5,6 +5,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from flare.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -76,7 +77,9 @@ class StreamTelemetryRequest(_message.Message):
     INVENTORY_FIELD_NUMBER: _builtins.int
     SAMPLES_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
-    """1, 2, 3... per agent boot (agent_instance); never reused."""
+    """0 for the hello that opens each stream; 1, 2, 3... for everything else,
+    per agent boot (agent_instance), never reused.
+    """
     agent_instance: _builtins.str
     """Identifies one run of the agent, so sequence numbers restart safely."""
     @_builtins.property
@@ -144,6 +147,7 @@ class NodeInventory(_message.Message):
     GPUS_FIELD_NUMBER: _builtins.int
     LINKS_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
+    TERMS_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     cluster: _builtins.str
     node: _builtins.str
@@ -160,6 +164,12 @@ class NodeInventory(_message.Message):
     def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___GpuLink]: ...
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def terms(self) -> Global___ProviderTerms:
+        """What the provider sells this node's GPUs for, from the agent's
+        configuration.
+        """
+
     def __init__(
         self,
         *,
@@ -174,14 +184,61 @@ class NodeInventory(_message.Message):
         gpus: _abc.Iterable[Global___GpuDevice] | None = ...,
         links: _abc.Iterable[Global___GpuLink] | None = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
+        terms: Global___ProviderTerms | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "cluster", b"cluster", "driver_version", b"driver_version", "gpus", b"gpus", "links", b"links", "node", b"node", "provider", b"provider", "region", b"region", "runtime_version", b"runtime_version", "time", b"time", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "cluster", b"cluster", "driver_version", b"driver_version", "gpus", b"gpus", "links", b"links", "node", b"node", "provider", b"provider", "region", b"region", "runtime_version", b"runtime_version", "terms", b"terms", "time", b"time", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeInventory: _TypeAlias = NodeInventory  # noqa: Y015
+
+@_typing.final
+class ProviderTerms(_message.Message):
+    """The provider's commercial facts about a node, set by its operator."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOURLY_RATE_FIELD_NUMBER: _builtins.int
+    PREEMPTIBLE_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    AVAILABILITY_PERCENT_FIELD_NUMBER: _builtins.int
+    NETWORK_LATENCY_MS_FIELD_NUMBER: _builtins.int
+    preemptible: _builtins.bool
+    country: _builtins.str
+    """ISO-3166 alpha-2 country code of the data centre: "DE"."""
+    availability_percent: _builtins.float
+    """Availability the provider commits to, in percent; unset when none."""
+    network_latency_ms: _builtins.int
+    """Typical network round trip to the provider, in milliseconds."""
+    @_builtins.property
+    def hourly_rate(self) -> _common_pb2.Money:
+        """Price of one GPU for one hour."""
+
+    def __init__(
+        self,
+        *,
+        hourly_rate: _common_pb2.Money | None = ...,
+        preemptible: _builtins.bool = ...,
+        country: _builtins.str = ...,
+        availability_percent: _builtins.float | None = ...,
+        network_latency_ms: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_availability_percent", b"_availability_percent", "_network_latency_ms", b"_network_latency_ms", "availability_percent", b"availability_percent", "hourly_rate", b"hourly_rate", "network_latency_ms", b"network_latency_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_availability_percent", b"_availability_percent", "_network_latency_ms", b"_network_latency_ms", "availability_percent", b"availability_percent", "country", b"country", "hourly_rate", b"hourly_rate", "network_latency_ms", b"network_latency_ms", "preemptible", b"preemptible"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__availability_percent: _TypeAlias = _typing.Literal["availability_percent"]  # noqa: Y015
+    _WhichOneofArgType__availability_percent: _TypeAlias = _typing.Literal["_availability_percent", b"_availability_percent"]  # noqa: Y015
+    _WhichOneofReturnType__network_latency_ms: _TypeAlias = _typing.Literal["network_latency_ms"]  # noqa: Y015
+    _WhichOneofArgType__network_latency_ms: _TypeAlias = _typing.Literal["_network_latency_ms", b"_network_latency_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__availability_percent) -> _WhichOneofReturnType__availability_percent | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__network_latency_ms) -> _WhichOneofReturnType__network_latency_ms | None: ...
+
+Global___ProviderTerms: _TypeAlias = ProviderTerms  # noqa: Y015
 
 @_typing.final
 class GpuDevice(_message.Message):

@@ -55,11 +55,14 @@ class TelemetryServiceServicer:
     """
 
     def StreamTelemetry(self, request_iterator, context):
-        """An agent's stream. The agent sends an inventory first, then sample
-        batches, each with the next sequence number. The control plane answers
-        with the highest sequence number it has durably taken in, first right
-        after the inventory (so a reconnecting agent knows where to resume), then
-        as batches arrive. Requires the telemetry:write scope.
+        """An agent's stream. Every stream opens with a hello: the node's current
+        inventory with sequence 0. The control plane answers it with the highest
+        sequence number of this agent instance that it has durably taken in, so
+        a reconnecting agent resends only what follows. Then the agent sends
+        sample batches and inventory changes, each with the next sequence number,
+        and the control plane acknowledges them as they reach its journal.
+        Messages at or below the acknowledged sequence are dropped as duplicates.
+        Requires the telemetry:write scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,11 +37,14 @@ class TelemetryServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> TelemetryServiceAsyncStub: ...
     StreamTelemetry: _grpc.StreamStreamMultiCallable[_telemetry_service_pb2.StreamTelemetryRequest, _telemetry_service_pb2.StreamTelemetryResponse]
-    """An agent's stream. The agent sends an inventory first, then sample
-    batches, each with the next sequence number. The control plane answers
-    with the highest sequence number it has durably taken in, first right
-    after the inventory (so a reconnecting agent knows where to resume), then
-    as batches arrive. Requires the telemetry:write scope.
+    """An agent's stream. Every stream opens with a hello: the node's current
+    inventory with sequence 0. The control plane answers it with the highest
+    sequence number of this agent instance that it has durably taken in, so
+    a reconnecting agent resends only what follows. Then the agent sends
+    sample batches and inventory changes, each with the next sequence number,
+    and the control plane acknowledges them as they reach its journal.
+    Messages at or below the acknowledged sequence are dropped as duplicates.
+    Requires the telemetry:write scope.
     """
     WatchUtilization: _grpc.UnaryStreamMultiCallable[_telemetry_service_pb2.WatchUtilizationRequest, _telemetry_service_pb2.WatchUtilizationResponse]
     """Live GPU state, scoped to the caller's tenant: a snapshot first, then
@@ -57,11 +60,14 @@ class TelemetryServiceAsyncStub(TelemetryServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     StreamTelemetry: _aio.StreamStreamMultiCallable[_telemetry_service_pb2.StreamTelemetryRequest, _telemetry_service_pb2.StreamTelemetryResponse]  # type: ignore[assignment]
-    """An agent's stream. The agent sends an inventory first, then sample
-    batches, each with the next sequence number. The control plane answers
-    with the highest sequence number it has durably taken in, first right
-    after the inventory (so a reconnecting agent knows where to resume), then
-    as batches arrive. Requires the telemetry:write scope.
+    """An agent's stream. Every stream opens with a hello: the node's current
+    inventory with sequence 0. The control plane answers it with the highest
+    sequence number of this agent instance that it has durably taken in, so
+    a reconnecting agent resends only what follows. Then the agent sends
+    sample batches and inventory changes, each with the next sequence number,
+    and the control plane acknowledges them as they reach its journal.
+    Messages at or below the acknowledged sequence are dropped as duplicates.
+    Requires the telemetry:write scope.
     """
     WatchUtilization: _aio.UnaryStreamMultiCallable[_telemetry_service_pb2.WatchUtilizationRequest, _telemetry_service_pb2.WatchUtilizationResponse]  # type: ignore[assignment]
     """Live GPU state, scoped to the caller's tenant: a snapshot first, then
@@ -80,11 +86,14 @@ class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_telemetry_service_pb2.StreamTelemetryRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_telemetry_service_pb2.StreamTelemetryResponse], _abc.AsyncIterator[_telemetry_service_pb2.StreamTelemetryResponse]]:
-        """An agent's stream. The agent sends an inventory first, then sample
-        batches, each with the next sequence number. The control plane answers
-        with the highest sequence number it has durably taken in, first right
-        after the inventory (so a reconnecting agent knows where to resume), then
-        as batches arrive. Requires the telemetry:write scope.
+        """An agent's stream. Every stream opens with a hello: the node's current
+        inventory with sequence 0. The control plane answers it with the highest
+        sequence number of this agent instance that it has durably taken in, so
+        a reconnecting agent resends only what follows. Then the agent sends
+        sample batches and inventory changes, each with the next sequence number,
+        and the control plane acknowledges them as they reach its journal.
+        Messages at or below the acknowledged sequence are dropped as duplicates.
+        Requires the telemetry:write scope.
         """
 
     @_abc_1.abstractmethod

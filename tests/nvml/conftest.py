@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.nvml_profiles import BuildError, build_fake_nvml
+
 ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = ROOT / "scripts" / "fake-nvml.sh"
 
 RunProbe = Callable[..., Any]
 
@@ -36,26 +37,11 @@ def fake_nvml_dir() -> Path:
         _unavailable("nvidia-ml-py is not installed")
     if shutil.which(os.environ.get("CC", "gcc")) is None:
         _unavailable("no C compiler found")
-    done = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False, cwd=ROOT
-    )
-    if done.returncode != 0:
-        _unavailable(f"building the fake NVML library failed: {done.stderr.strip()}")
-    folder = Path(done.stdout.strip().splitlines()[-1])
-    if not (folder / "libnvidia-ml.so.1").is_file():
-        _unavailable(f"no libnvidia-ml.so.1 in {folder}")
-    return folder
-
-
-def write_config(path: Path, gpus: int, defaults: dict[str, object], **per_gpu: object) -> Path:
-    """A fake NVML config: `defaults` for every GPU, then `gpu<i>_<field>=value`."""
-    lines = [f"gpus = {gpus}", "driver_version = 550.54.15", "cuda_driver_version = 12040"]
-    lines += [f"gpu.*.{key} = {value}" for key, value in defaults.items()]
-    for key, value in per_gpu.items():
-        index, _, name = key.removeprefix("gpu").partition("_")
-        lines.append(f"gpu.{int(index)}.{name} = {value}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    try:
+        return build_fake_nvml()
+    except BuildError as error:
+        _unavailable(str(error))
+        raise
 
 
 @pytest.fixture

@@ -10,35 +10,8 @@ from typing import Any
 import pytest
 
 from agent.probe.base import FATAL_XIDS, WATCHED_XIDS
-from tests.nvml.conftest import RunProbe, write_config
-
-H100 = {
-    "name": "NVIDIA H100 80GB HBM3",
-    "memory_mib": 81559,
-    "cc": "9.0",
-    "architecture": 9,
-    "nvlinks": 18,
-    "numa": 0,
-    "power_limit_w": 700,
-    "utilization": 40,
-    "memory_utilization": 20,
-    "memory_used_mib": 1024,
-    "temperature": 45,
-    "power_w": 350,
-    "sm_clock": 1980,
-}
-A100 = {
-    "name": "NVIDIA A100-SXM4-80GB",
-    "memory_mib": 81920,
-    "cc": "8.0",
-    "architecture": 7,
-    "nvlinks": 0,
-    "numa": 0,
-    "power_limit_w": 400,
-    "utilization": 70,
-    "temperature": 50,
-    "power_w": 250,
-}
+from tests.fakes.nvml_profiles import A100, H100, write_config
+from tests.nvml.conftest import RunProbe
 
 
 def _by_uuid(readings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -61,10 +61,14 @@ def test_once_prints_inventory_readings_annotations_and_flavor() -> None:
     }
 
 
-def test_bad_input_and_the_long_running_mode_say_what_is_wrong() -> None:
+def test_bad_input_says_what_is_wrong() -> None:
     bad_rate = agent("--backend", "sim", "--once", "--hourly-rate", "cheap")
     assert bad_rate.returncode == 1 and "'cheap' is not an amount" in bad_rate.stderr
     unknown = agent("--backend", "sim", "--once", "--sim-model", "nvidia-a1000")
     assert unknown.returncode == 1 and "unknown GPU model" in unknown.stderr
-    forever = agent("--backend", "sim")
-    assert forever.returncode == 2 and "only --once works" in forever.stderr
+    idle = agent("--backend", "sim", "--kubernetes", "off")
+    assert idle.returncode == 1 and "nothing to do" in idle.stderr
+    tokenless = agent("--backend", "sim", "--control-plane", "127.0.0.1:1", "--kubernetes", "off")
+    assert tokenless.returncode == 1 and "needs a token" in tokenless.stderr
+    bad_country = agent("--backend", "sim", "--once", "--country", "France")
+    assert bad_country.returncode == 1 and "ISO-3166" in bad_country.stderr

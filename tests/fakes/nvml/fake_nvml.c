@@ -138,6 +138,7 @@ typedef struct {
 } nvml_process_info;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t events_queued = PTHREAD_COND_INITIALIZER;
 static int loaded;     /* config read (once per process) */
 static int init_count; /* nvmlInit minus nvmlShutdown */
 static int gpu_count;
@@ -800,7 +801,11 @@ static int register_events(fake_handle *h, unsigned long long types, fake_event_
 }
 
 int nvmlDeviceRegisterEvents(fake_handle *h, unsigned long long types, fake_event_set *set) {
-    LOCKED(register_events(h, types, set));
+    pthread_mutex_lock(&lock);
+    int rc = register_events(h, types, set);
+    pthread_cond_broadcast(&events_queued);
+    pthread_mutex_unlock(&lock);
+    return rc;
 }
 
 static int take_event(fake_event_set *set, nvml_event_data *data) {
@@ -816,20 +821,28 @@ static int take_event(fake_event_set *set, nvml_event_data *data) {
     return OK;
 }
 
+/* Blocks like the real call (which sleeps in the driver): a condition variable
+ * woken when events are queued, not a polling loop. */
 int nvmlEventSetWait_v2(fake_event_set *set, nvml_event_data *data, unsigned timeout_ms) {
     if (!set || !data) return E_INVALID_ARGUMENT;
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        pthread_mutex_lock(&lock);
-        int rc = take_event(set, data);
-        pthread_mutex_unlock(&lock);
-        if (rc != E_TIMEOUT) return rc;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long elapsed = (now.tv_sec - start.tv_sec) * 1000L + (now.tv_nsec - start.tv_nsec) / 1000000L;
-        if (elapsed >= (long)timeout_ms) return E_TIMEOUT;
-        usleep(5000);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec += 1;
+        deadline.tv_nsec -= 1000000000L;
     }
+    pthread_mutex_lock(&lock);
+    int rc;
+    while ((rc = take_event(set, data)) == E_TIMEOUT) {
+        if (pthread_cond_timedwait(&events_queued, &lock, &deadline) != 0) {
+            rc = take_event(set, data);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return rc;
 }
 
 int nvmlEventSetFree(fake_event_set *set) {

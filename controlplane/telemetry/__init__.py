@@ -1,0 +1,1 @@
+"""Agent telemetry: the journal, the live state of every node and its GPUs."""
