@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,12 +21,16 @@ from controlplane.engine import IntentEngine
 from controlplane.federation.local import LocalFederation, load_offers
 from controlplane.intents import lifecycle
 from controlplane.store.sqlite import SqliteStore, Synchronous
-from controlplane.telemetry.hub import TelemetryHub
-from controlplane.telemetry.ingest import Ingest
+from controlplane.telemetry.attribution import Attribution
+from controlplane.telemetry.hub import NodeState, TelemetryHub
+from controlplane.telemetry.ingest import ACK_INTERVAL, Ingest
 from controlplane.telemetry.journal import Journal
+from controlplane.telemetry.metrics import CONTENT_TYPE, Figures, Metrics
 from controlplane.telemetry.offers import offers_of
+from controlplane.telemetry.usage import usage as intent_usage
+from controlplane.telemetry.watch import Watchers
 from flare.money import DEFAULT_RATES_PER_EUR
-from flare.v1 import intent_service_pb2, offer_service_pb2, token_service_pb2
+from flare.v1 import intent_pb2, intent_service_pb2, offer_service_pb2, token_service_pb2
 
 log = logging.getLogger(__name__)
 DB_FILE = "flare.db"
@@ -48,6 +53,9 @@ class Settings:
     grace_seconds: float = 5.0
     # An agent not heard for this long is stale: its node's offers leave placement.
     stale_after_seconds: float = 30.0
+    metrics_listen: str = "127.0.0.1:9401"  # Prometheus /metrics; "" disables it
+    # Longest wait before an agent's durable messages are acknowledged.
+    ack_interval_seconds: float = ACK_INTERVAL
 
 
 class ControlPlane:
@@ -58,14 +66,19 @@ class ControlPlane:
             load_offers(settings.federation_file), settings.exchange_rates
         )
         self.hub = TelemetryHub()
-        self.hub.on_node_changed(
-            lambda node: self.federation.replace_offers(node.key, offers_of(node))
-        )
+        self.attribution = Attribution(self.hub)
+        self.hub.on_node_changed(self._node_changed)
+        self.federation.on_holds_changed(self.attribution.held)
+        self.watchers = Watchers(self.hub, self.attribution.intent_of)
+        self.metrics = Metrics(self.hub, self.attribution.intent_of)
         self.journal = Journal(
             settings.data_dir / TELEMETRY_DIR, fsync=settings.synchronous == "FULL"
         )
         self.engine: IntentEngine | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self.ingest = Ingest(self.hub, self.journal, ack_interval=settings.ack_interval_seconds)
+        self.metrics_port = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._metrics_runner: web.AppRunner | None = None
         self.grpc_port = 0
         self.http_port = 0
         self._runner: web.AppRunner | None = None
@@ -87,6 +100,7 @@ class ControlPlane:
             self.federation,
             workers=settings.engine_workers,
             balanced_weights=settings.balanced_weights,
+            on_planned=self.metrics.placement_seconds.observe,
         )
         authenticator = auth.Authenticator(self.store)
         self.server, self._health = build_server(
@@ -95,7 +109,9 @@ class ControlPlane:
             engine=self.engine,
             federation=self.federation,
             authenticator=authenticator,
-            ingest=Ingest(self.hub, self.journal),
+            ingest=self.ingest,
+            watchers=self.watchers,
+            usage=self.usage,
         )
         try:
             self.grpc_port = self.server.add_insecure_port(settings.listen)
@@ -106,7 +122,14 @@ class ControlPlane:
             log.info("admin token written", extra={"path": str(self.admin_token_path)})
         await self.server.start()
         await self.engine.start()
-        self._sweeper = asyncio.create_task(self._sweep())
+        self._tasks = [
+            asyncio.create_task(self._sweep()),
+            asyncio.create_task(self.watchers.run()),
+        ]
+        if settings.metrics_listen:
+            self._metrics_runner, self.metrics_port = await _serve_http(
+                _metrics_app(self), settings.metrics_listen
+            )
         host = settings.listen.rsplit(":", 1)[0]
         if settings.http_listen:
             services = [
@@ -115,13 +138,9 @@ class ControlPlane:
                 token_service_pb2.DESCRIPTOR.services_by_name["TokenService"],
             ]
             gateway = Gateway(f"{host.strip('[]') or '127.0.0.1'}:{self.grpc_port}", services)
-            self._runner = web.AppRunner(gateway.app(), access_log=None)
-            await self._runner.setup()
-            http_host, http_port = settings.http_listen.rsplit(":", 1)
-            site = web.TCPSite(self._runner, http_host.strip("[]"), int(http_port))
-            await site.start()
-            self.http_port = _bound_port(site) or int(http_port)
+            self._runner, self.http_port = await _serve_http(gateway.app(), settings.http_listen)
         await set_serving(self._health, True)
+        gc.freeze()  # what start-up made lives as long as the process: no need to scan it
         log.info(
             "control plane serving",
             extra={
@@ -130,6 +149,9 @@ class ControlPlane:
                 if settings.http_listen
                 else "off",
                 "services": list(SERVICE_NAMES),
+                "metrics": f"{settings.metrics_listen.rsplit(':', 1)[0]}:{self.metrics_port}"
+                if settings.metrics_listen
+                else "off",
                 "intents_live": len(live),
                 "agent_nodes": len(self.hub.nodes),
                 "telemetry_records_replayed": replayed,
@@ -144,14 +166,47 @@ class ControlPlane:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.server.stop(self.settings.grace_seconds)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in self._tasks:
+            task.cancel()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         if self.engine is not None:
             await self.engine.stop()
         await self.journal.close()
         self.store.close()
         self._stopped.set()
         log.info("control plane stopped")
+
+    def _node_changed(self, node: NodeState) -> None:
+        offers = offers_of(node)
+        self.attribution.offers_published(node.key, offers)
+        self.federation.replace_offers(node.key, offers)
+
+    def usage(self, intent: intent_pb2.Intent) -> intent_pb2.IntentUsage:
+        gpus = []
+        for node_key, uuid in self.attribution.gpus_of(intent.name):
+            node = self.hub.nodes.get(node_key)
+            gpus.append((uuid, node.latest.get(uuid) if node and not node.stale else None))
+        return intent_usage(intent, utc_now(), gpus)
+
+    async def figures(self) -> Figures:
+        """The control plane's own metrics, as of now."""
+        by_state: dict[str, float] = {}
+        for intent in await self.store.live():
+            state = intent_pb2.State.Name(intent.state).removeprefix("STATE_")
+            by_state[state] = by_state.get(state, 0) + 1
+        stale = sum(1 for node in self.hub.nodes.values() if node.stale)
+        return {
+            "flare_intents": by_state,
+            "flare_agents": {"live": len(self.hub.nodes) - stale, "stale": stale},
+            "flare_telemetry_streams": self.ingest.streams,
+            "flare_telemetry_messages": self.journal.appended,
+            "flare_telemetry_duplicates": self.hub.duplicates,
+            "flare_telemetry_missing": self.hub.missing,
+            "flare_telemetry_samples": sum(n.samples for n in self.hub.nodes.values()),
+            "flare_watchers": len(self.watchers),
+            "flare_watch_resyncs": self.watchers.resyncs,
+        }
 
     async def _sweep(self) -> None:
         """Marks agents that went quiet stale, so their offers leave placement."""
@@ -163,6 +218,25 @@ class ControlPlane:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def _metrics_app(plane: ControlPlane) -> web.Application:
+    async def metrics(request: web.Request) -> web.Response:
+        text = await plane.metrics.render(await plane.figures())
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def _serve_http(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = listen.rsplit(":", 1)
+    site = web.TCPSite(runner, host.strip("[]"), int(port))
+    await site.start()
+    return runner, _bound_port(site) or int(port)
 
 
 def _bound_port(site: web.TCPSite) -> int:

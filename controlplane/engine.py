@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from controlplane.clock import Clock, utc_now
 from controlplane.convert import to_placement_proto, to_plan_proto
@@ -38,8 +39,10 @@ class IntentEngine:
         clock: Clock = utc_now,
         workers: int = 16,
         balanced_weights: Mapping[str, float] | None = None,
+        on_planned: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self._store = store
+        self._on_planned = on_planned
         self._federation = federation
         self._clock = clock
         self._workers = workers
@@ -76,13 +79,16 @@ class IntentEngine:
     async def plan_intent(self, intent: intent_pb2.Intent, top_k: int = 5) -> PlanResult:
         """A dry-run plan of an intent against the current offers."""
         offers = await self._federation.offers()
-        return planner.plan(
+        started = time.perf_counter()
+        result = planner.plan(
             requirements.from_intent(intent, now=self._clock()),
             offers,
             intent.objective,
             top_k=top_k,
             balanced_weights=self._balanced_weights,
         )
+        self._on_planned(time.perf_counter() - started)
+        return result
 
     def _capacity_freed(self) -> None:
         if self._requeue_pending:

@@ -18,6 +18,8 @@ from flare.v1 import (
     intent_service_pb2_grpc,
     offer_service_pb2,
     offer_service_pb2_grpc,
+    telemetry_service_pb2,
+    telemetry_service_pb2_grpc,
     token_service_pb2,
     token_service_pb2_grpc,
 )
@@ -118,6 +120,7 @@ class Client:
         self._intents = intent_service_pb2_grpc.IntentServiceStub(self._channel)
         self._offers = offer_service_pb2_grpc.OfferServiceStub(self._channel)
         self._tokens = token_service_pb2_grpc.TokenServiceStub(self._channel)
+        self._telemetry = telemetry_service_pb2_grpc.TelemetryServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -194,6 +197,18 @@ class Client:
         """Changes of one intent (or, with name "", of all the tenant's), as they come."""
         request = intent_service_pb2.WatchIntentRequest(name=name, start_revision=start_revision)
         call = self._intents.WatchIntent(request, metadata=self._metadata, timeout=timeout)
+        try:
+            yield from call
+        except grpc.RpcError as error:
+            raise decode_error(error, self.connection) from None
+        finally:
+            call.cancel()
+
+    def watch_utilization(
+        self, request: telemetry_service_pb2.WatchUtilizationRequest
+    ) -> Iterator[telemetry_service_pb2.WatchUtilizationResponse]:
+        """A snapshot of the GPUs the caller may see, then their changes."""
+        call = self._telemetry.WatchUtilization(request, metadata=self._metadata)
         try:
             yield from call
         except grpc.RpcError as error:

@@ -15,7 +15,13 @@ import typer
 
 from flare.durations import DurationError, parse_seconds
 from flare.money import MoneyError, parse_shorthand
-from flare.v1 import common_pb2, intent_pb2, intent_service_pb2, offer_service_pb2
+from flare.v1 import (
+    common_pb2,
+    intent_pb2,
+    intent_service_pb2,
+    offer_service_pb2,
+    telemetry_service_pb2,
+)
 from flarectl import config, render
 from flarectl.client import ApiError, Client
 from flarectl.errors import EXIT_CODE_HELP, CliError
@@ -362,6 +368,51 @@ def watch(
         states = " or ".join(state_name(s) for s in sorted(wanted))
         why = "the intent ended" if outcome is Outcome.ENDED else "timed out"
         raise CliError(f"{why} before reaching {states}")
+
+
+@app.command(epilog=EPILOG)
+@reporting
+def top(
+    *,
+    provider: Annotated[str, typer.Option("--provider", help="Only this provider.")] = "",
+    node: Annotated[str, typer.Option("--node", help="Only this node.")] = "",
+    gpu: Annotated[str, typer.Option("--gpu", help="Only this GPU model, e.g. h100.")] = "",
+    intent: Annotated[
+        str, typer.Option("--intent", help="Only the GPUs of this intent (its full name).")
+    ] = "",
+    once: Annotated[
+        bool, typer.Option("--once", help="Print the current state once and exit.")
+    ] = False,
+    address: AddressOption = None,
+    token: TokenOption = None,
+) -> None:
+    """The federation's GPUs live: utilisation, memory, temperature, power, health and
+    the intent on each, refreshing in place until Ctrl-C. A tenant's token sees the
+    GPUs of its own intents; an admin's sees every GPU."""
+    from rich.live import Live
+
+    from flarectl.top import TopView
+    from flarectl.top import render as render_top
+
+    request = telemetry_service_pb2.WatchUtilizationRequest(
+        provider=provider, node=node, gpu_model=gpu, intent=intent
+    )
+    view = TopView()
+    try:
+        with connect(address, token) as client:
+            events = client.watch_utilization(request)
+            view.apply(next(events))
+            if once:
+                render.show(render_top(view))
+                return
+            with Live(
+                render_top(view), console=render.console(), refresh_per_second=4, screen=False
+            ) as live:
+                for event in events:
+                    view.apply(event)
+                    live.update(render_top(view))
+    except KeyboardInterrupt:
+        return
 
 
 @app.command(epilog=EPILOG)

@@ -233,6 +233,7 @@ def intent_detail(intent: intent_pb2.Intent) -> list[RenderableType]:
         ("sla", _sla(intent.sla)),
         ("placement", f"{_where(placement)} {placement.gpu_model} on {nodes}".strip()),
         ("cost/h", money(placement.hourly_cost)),
+        *_usage_rows(intent.usage),
         ("endpoint", intent.endpoint),
         ("revision", str(intent.revision)),
         ("created", timestamp(intent.create_time)),
@@ -260,6 +261,21 @@ def intent_detail(intent: intent_pb2.Intent) -> list[RenderableType]:
     if waiting and intent.HasField("last_plan"):
         out += _plan_misses(intent.last_plan)
     return out
+
+
+def _usage_rows(usage: intent_pb2.IntentUsage) -> list[tuple[str, str]]:
+    rows = []
+    seconds = usage.running_time.ToTimedelta().total_seconds()
+    if seconds or usage.cost_so_far.amount:
+        rows.append(("running", f"{seconds / 3600:.2f} h, {money(usage.cost_so_far)} so far"))
+    if usage.gpu_uuids:
+        utilisation = (
+            f"{usage.gpu_utilization_percent:.0f}% "
+            if usage.HasField("gpu_utilization_percent")
+            else ""
+        )
+        rows.append(("gpus", f"{utilisation}on {', '.join(usage.gpu_uuids)}".strip()))
+    return rows
 
 
 def _criteria_names(candidates: Iterable[intent_pb2.Candidate]) -> list[str]:

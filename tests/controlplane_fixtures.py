@@ -79,6 +79,10 @@ class Running:
     admin_token: str
     rest_url: str
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.plane.metrics_port}/metrics"
+
     def metadata(self, token: str | None = None) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {token or self.admin_token}"),)
 
@@ -107,10 +111,12 @@ async def control_plane(tmp_path: Path, federation_file: Path) -> AsyncIterator[
     settings = Settings(
         listen="127.0.0.1:0",
         http_listen="127.0.0.1:0",
+        metrics_listen="127.0.0.1:0",
         data_dir=tmp_path / "data",
         federation_file=federation_file,
         synchronous="NORMAL",
         grace_seconds=0.5,
+        ack_interval_seconds=0.05,
     )
     plane = ControlPlane(settings)
     await plane.start()

@@ -68,6 +68,8 @@ class ControlPlaneProcess:
             self.address,
             "--http-listen",
             "off",
+            "--metrics-listen",
+            "127.0.0.1:0",
             "--log-format",
             "text",
             *self.flags,

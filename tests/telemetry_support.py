@@ -3,14 +3,21 @@ and messages as an agent would send them."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from agent.config import ProviderConfig
+from agent.probe.sim import SimProbe
+from agent.runner import Agent, AgentReport
+from agent.stream import Backoff, TelemetryStreamer
 from flare.money import Money
 from flare.v1 import common_pb2
 from flare.v1 import telemetry_service_pb2 as pb
+from tests.controlplane_fixtures import Running
 
 BASE = ProviderConfig(
     provider_name="lab",
@@ -79,3 +86,46 @@ def samples(
             ]
         ),
     )
+
+
+FAST = Backoff(base=0.05, cap=0.2)
+Agents = list[tuple[asyncio.Event, asyncio.Task[AgentReport]]]
+
+
+async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+def start_agent(
+    control_plane: Running, probe: SimProbe, node: str, **config: object
+) -> tuple[asyncio.Event, asyncio.Task[AgentReport]]:
+    target = f"127.0.0.1:{control_plane.plane.grpc_port}"
+    agent = Agent(
+        probe,
+        provider_config(**config),
+        node,
+        interval=0.05,
+        streamer_factory=lambda outbox, say_hello: TelemetryStreamer(
+            target, control_plane.admin_token, outbox, say_hello, backoff=FAST
+        ),
+        grace_seconds=5.0,
+    )
+    stop = asyncio.Event()
+    return stop, asyncio.create_task(agent.run(stop))
+
+
+def eur(amount: str) -> Money:
+    return Money(Decimal(amount), "EUR")

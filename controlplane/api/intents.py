@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -61,10 +61,18 @@ def visible_intent_name(caller: Principal, name: str, field: str = "name") -> st
 
 
 class IntentServicer(intent_service_pb2_grpc.IntentServiceServicer):
-    def __init__(self, store: IntentStore, engine: IntentEngine, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: IntentStore,
+        engine: IntentEngine,
+        *,
+        clock: Clock = utc_now,
+        usage: Callable[[intent_pb2.Intent], intent_pb2.IntentUsage] | None = None,
+    ) -> None:
         self._store = store
         self._engine = engine
         self._clock = clock
+        self._usage = usage
 
     def _validated(
         self, intent: intent_pb2.Intent, extra: list[FieldViolation]
@@ -117,6 +125,8 @@ class IntentServicer(intent_service_pb2_grpc.IntentServiceServicer):
         intent = await self._store.get(name)
         if intent is None:
             raise NotFound(f"{name} not found")
+        if self._usage is not None:
+            intent.usage.CopyFrom(self._usage(intent))
         return intent_service_pb2.GetIntentResponse(intent=intent)
 
     async def ListIntents(  # noqa: N802

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -10,19 +12,21 @@ from controlplane.api.intents import IntentServicer
 from controlplane.api.interceptor import AuthInterceptor
 from controlplane.api.offers import OfferServicer
 from controlplane.api.telemetry import TelemetryServicer
+from controlplane.api.telemetry import add_to_server as add_telemetry_to_server
 from controlplane.api.tokens import TokenServicer
 from controlplane.auth import Authenticator
 from controlplane.engine import IntentEngine
 from controlplane.federation.port import Federation
 from controlplane.store.base import IntentStore, TokenStore
 from controlplane.telemetry.ingest import Ingest
+from controlplane.telemetry.watch import Watchers
 from flare.v1 import (
+    intent_pb2,
     intent_service_pb2,
     intent_service_pb2_grpc,
     offer_service_pb2,
     offer_service_pb2_grpc,
     telemetry_service_pb2,
-    telemetry_service_pb2_grpc,
     token_service_pb2,
     token_service_pb2_grpc,
 )
@@ -44,6 +48,8 @@ def build_server(
     federation: Federation,
     authenticator: Authenticator,
     ingest: Ingest,
+    watchers: Watchers,
+    usage: Callable[[intent_pb2.Intent], intent_pb2.IntentUsage] | None = None,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     server = grpc.aio.server(
         interceptors=[AuthInterceptor(authenticator)],
@@ -54,15 +60,13 @@ def build_server(
         ],
     )
     intent_service_pb2_grpc.add_IntentServiceServicer_to_server(
-        IntentServicer(intents, engine), server
+        IntentServicer(intents, engine, usage=usage), server
     )
     offer_service_pb2_grpc.add_OfferServiceServicer_to_server(OfferServicer(federation), server)
     token_service_pb2_grpc.add_TokenServiceServicer_to_server(
         TokenServicer(tokens, authenticator), server
     )
-    telemetry_service_pb2_grpc.add_TelemetryServiceServicer_to_server(
-        TelemetryServicer(ingest), server
-    )
+    add_telemetry_to_server(TelemetryServicer(ingest, watchers), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

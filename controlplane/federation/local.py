@@ -102,6 +102,7 @@ class LocalFederation:
         self._holds: dict[str, tuple[tuple[str, int], ...]] = {}  # intent -> ((offer, GPUs), ...)
         self._held: Counter[str] = Counter()  # offer -> GPUs held
         self._listeners: list[Callable[[], None]] = []
+        self._hold_listeners: list[Callable[[str, tuple[tuple[str, int], ...]], None]] = []
         self._table: OfferTable | None = None
         self._index: dict[str, int] = {}
         self._held_column = np.zeros(0, dtype=np.int64)
@@ -173,6 +174,8 @@ class LocalFederation:
             if name in self._index:
                 self._held_column[self._index[name]] += count
         self._holds[intent.name] = tuple(wanted.items())
+        for listener in list(self._hold_listeners):
+            listener(intent.name, self._holds[intent.name])
 
     async def deploy(self, intent: intent_pb2.Intent) -> str:
         for port in intent.workload.ports:
@@ -192,6 +195,8 @@ class LocalFederation:
                 del self._held[name]
             if name in self._index:
                 self._held_column[self._index[name]] -= count
+        for listener in list(self._hold_listeners):
+            listener(intent.name, ())
         self._notify()
 
     def _notify(self) -> None:
@@ -200,6 +205,13 @@ class LocalFederation:
 
     def on_capacity_freed(self, callback: Callable[[], None]) -> None:
         self._listeners.append(callback)
+
+    def on_holds_changed(
+        self, callback: Callable[[str, tuple[tuple[str, int], ...]], None]
+    ) -> None:
+        """`callback(intent, holds)` hears of every hold taken ((offer, GPUs), ...)
+        and every release (an empty tuple)."""
+        self._hold_listeners.append(callback)
 
     def held_by(self, intent_name: str) -> tuple[tuple[str, int], ...] | None:
         return self._holds.get(intent_name)

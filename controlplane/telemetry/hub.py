@@ -44,6 +44,18 @@ class NodeState:
     samples: int = 0
     stale: bool = False  # the agent has not been heard for too long
     latest: dict[str, pb.GpuSample] = field(default_factory=dict)
+    # The inventory's GPUs by uuid (looked up for every sample).
+    gpus: dict[str, pb.GpuDevice] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.gpus = {gpu.uuid: gpu for gpu in self.inventory.gpus}
+
+    def take_inventory(self, inventory: pb.NodeInventory) -> None:
+        """A new inventory; the samples of GPUs that left it go with them."""
+        self.inventory = inventory
+        self.gpus = {gpu.uuid: gpu for gpu in inventory.gpus}
+        for uuid in [u for u in self.latest if u not in self.gpus]:
+            del self.latest[uuid]
 
     def healthy_gpus(self) -> list[pb.GpuDevice]:
         """The GPUs of the inventory whose latest sample does not say UNHEALTHY."""
@@ -94,12 +106,15 @@ class TelemetryHub:
         self._clock = clock
         self._streams = 0
         self._listeners: list[Callable[[NodeState], None]] = []
+        # GPUs whose state changed since the watchers last looked: (node key, uuid).
+        self.dirty: set[tuple[str, str]] = set()
 
     def on_node_changed(self, listener: Callable[[NodeState], None]) -> None:
         """`listener` hears of every change of a node's inventory or GPU health."""
         self._listeners.append(listener)
 
     def _changed(self, state: NodeState) -> None:
+        self.dirty.update((state.key, gpu.uuid) for gpu in state.inventory.gpus)
         for listener in list(self._listeners):
             listener(state)
 
@@ -132,8 +147,7 @@ class TelemetryHub:
             self.nodes[key] = state
             self._changed(state)
         elif state.inventory != inventory:
-            state.inventory = inventory
-            self._prune(state)
+            state.take_inventory(inventory)
             self._changed(state)
         return state
 
@@ -189,33 +203,34 @@ class TelemetryHub:
         state.sequence = sequence
         if request.WhichOneof("payload") == "inventory":
             if state.inventory != request.inventory:
-                state.inventory = request.inventory
-                self._prune(state)
+                state.take_inventory(request.inventory)
                 self._changed(state)
         else:
             self._take_samples(state, request.samples.samples)
         return Verdict(fresh=True, missing=missing)
 
     def _take_samples(self, state: NodeState, samples: Iterable[pb.GpuSample]) -> None:
-        known = {gpu.uuid for gpu in state.inventory.gpus}
+        known = state.gpus
+        latest = state.latest
+        dirty = self.dirty
         health_changed = False
         for sample in samples:
-            if sample.uuid not in known:
+            uuid = sample.uuid
+            if uuid not in known:
                 continue  # a GPU that left the inventory; its state goes with it
-            before = state.latest.get(sample.uuid)
-            was_unhealthy = before is not None and before.health == _UNHEALTHY
-            if was_unhealthy != (sample.health == _UNHEALTHY):
+            before = latest.get(uuid)
+            unhealthy = sample.health == _UNHEALTHY
+            if (before is not None and before.health == _UNHEALTHY) != unhealthy:
                 health_changed = True
-            state.latest[sample.uuid] = sample
+            latest[uuid] = sample
             state.samples += 1
+            dirty.add((state.key, uuid))
         if health_changed:
             self._changed(state)
 
-    @staticmethod
-    def _prune(state: NodeState) -> None:
-        known = {gpu.uuid for gpu in state.inventory.gpus}
-        for uuid in [u for u in state.latest if u not in known]:
-            del state.latest[uuid]
+    def take_dirty(self) -> set[tuple[str, str]]:
+        dirty, self.dirty = self.dirty, set()
+        return dirty
 
     def committed(self, state: NodeState, sequence: int) -> None:
         state.durable = max(state.durable, sequence)

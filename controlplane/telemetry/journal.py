@@ -101,7 +101,8 @@ class Journal:
         self._file: BinaryIO | None = None
         self._segment = 0
         self._size = 0
-        self._waiting: list[asyncio.Future[None]] = []
+        # The appends since the last sync started share one future: the group commit.
+        self._group: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._checkpoint: Callable[[], Iterable[tuple[str, bytes]]] = lambda: ()
         self.appended = 0
@@ -158,16 +159,16 @@ class Journal:
         except OSError as error:
             raise JournalError(f"the telemetry journal cannot be written: {error}") from error
         self.appended += 1
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(done)
+        if self._group is None:
+            self._group = asyncio.get_running_loop().create_future()
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        return done
+        return self._group
 
     async def _flush(self) -> None:
         # Everything appended while one sync runs goes into the next one: a group commit.
-        while self._waiting:
-            waiting, self._waiting = self._waiting, []
+        while self._group is not None:
+            group, self._group = self._group, None
             try:
                 assert self._file is not None
                 self._file.flush()
@@ -177,14 +178,11 @@ class Journal:
                 if self._size >= self.segment_bytes:
                     self._start_segment(checkpointed=True)
             except OSError as error:
-                failure = JournalError(f"the telemetry journal cannot be written: {error}")
-                for future in waiting:
-                    if not future.done():
-                        future.set_exception(failure)
+                group.set_exception(
+                    JournalError(f"the telemetry journal cannot be written: {error}")
+                )
                 continue
-            for future in waiting:
-                if not future.done():
-                    future.set_result(None)
+            group.set_result(None)
 
     def _sync_file(self) -> None:
         assert self._file is not None

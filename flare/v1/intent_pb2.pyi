@@ -271,6 +271,7 @@ class Intent(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ENDPOINT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: "tenants/{tenant}/intents/{intent}"."""
     objective: Global___Objective.ValueType
@@ -317,6 +318,10 @@ class Intent(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def usage(self) -> Global___IntentUsage:
+        """What the intent uses, as of the read (GetIntent fills it; not stored)."""
+
     def __init__(
         self,
         *,
@@ -336,10 +341,11 @@ class Intent(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         endpoint: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        usage: Global___IntentUsage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "last_plan", b"last_plan", "placement", b"placement", "sla", b"sla", "update_time", b"update_time", "workload", b"workload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "last_plan", b"last_plan", "placement", b"placement", "sla", b"sla", "update_time", b"update_time", "usage", b"usage", "workload", b"workload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "endpoint", b"endpoint", "history", b"history", "last_plan", b"last_plan", "name", b"name", "objective", b"objective", "placement", b"placement", "request_id", b"request_id", "revision", b"revision", "sla", b"sla", "state", b"state", "state_message", b"state_message", "uid", b"uid", "update_time", b"update_time", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "endpoint", b"endpoint", "history", b"history", "last_plan", b"last_plan", "name", b"name", "objective", b"objective", "placement", b"placement", "request_id", b"request_id", "revision", b"revision", "sla", b"sla", "state", b"state", "state_message", b"state_message", "uid", b"uid", "update_time", b"update_time", "usage", b"usage", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -957,6 +963,50 @@ class Placement(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Placement: _TypeAlias = Placement  # noqa: Y015
+
+@_typing.final
+class IntentUsage(_message.Message):
+    """What an intent uses and has cost so far."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GPU_UUIDS_FIELD_NUMBER: _builtins.int
+    GPU_UTILIZATION_PERCENT_FIELD_NUMBER: _builtins.int
+    RUNNING_TIME_FIELD_NUMBER: _builtins.int
+    COST_SO_FAR_FIELD_NUMBER: _builtins.int
+    gpu_utilization_percent: _builtins.float
+    """Mean utilisation of those GPUs in their latest samples; unset when none
+    reports it.
+    """
+    @_builtins.property
+    def gpu_uuids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """UUIDs of the GPUs attributed to the intent, where agents report them."""
+
+    @_builtins.property
+    def running_time(self) -> _duration_pb2.Duration:
+        """Time spent RUNNING so far."""
+
+    @_builtins.property
+    def cost_so_far(self) -> _common_pb2.Money:
+        """The placement's hourly cost times the time RUNNING, in its currency."""
+
+    def __init__(
+        self,
+        *,
+        gpu_uuids: _abc.Iterable[_builtins.str] | None = ...,
+        gpu_utilization_percent: _builtins.float | None = ...,
+        running_time: _duration_pb2.Duration | None = ...,
+        cost_so_far: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_gpu_utilization_percent", b"_gpu_utilization_percent", "cost_so_far", b"cost_so_far", "gpu_utilization_percent", b"gpu_utilization_percent", "running_time", b"running_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_utilization_percent", b"_gpu_utilization_percent", "cost_so_far", b"cost_so_far", "gpu_utilization_percent", b"gpu_utilization_percent", "gpu_uuids", b"gpu_uuids", "running_time", b"running_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__gpu_utilization_percent: _TypeAlias = _typing.Literal["gpu_utilization_percent"]  # noqa: Y015
+    _WhichOneofArgType__gpu_utilization_percent: _TypeAlias = _typing.Literal["_gpu_utilization_percent", b"_gpu_utilization_percent"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__gpu_utilization_percent) -> _WhichOneofReturnType__gpu_utilization_percent | None: ...
+
+Global___IntentUsage: _TypeAlias = IntentUsage  # noqa: Y015
 
 @_typing.final
 class NodeAssignment(_message.Message):

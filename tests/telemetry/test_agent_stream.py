@@ -4,15 +4,12 @@ control plane killed mid-stream loses nothing and takes nothing twice."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import json
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +18,7 @@ import pytest
 
 from agent.outbox import Outbox
 from agent.probe.sim import Fault, SimProbe
-from agent.runner import Agent, AgentReport
-from agent.stream import Backoff, TelemetryStreamer
 from controlplane.telemetry.journal import Kind, read_segment
-from flare.money import Money
 from flare.v1 import (
     intent_pb2,
     intent_service_pb2,
@@ -39,45 +33,7 @@ from flare.v1 import (
 from tests.controlplane_fixtures import Running
 from tests.controlplane_process import ControlPlaneProcess, free_port
 from tests.intents import gpu_job
-from tests.telemetry_support import hello, inventory, provider_config
-
-FAST = Backoff(base=0.05, cap=0.2)
-Agents = list[tuple[asyncio.Event, asyncio.Task[AgentReport]]]
-
-
-async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s")
-        await asyncio.sleep(0.05)
-
-
-def start_agent(
-    control_plane: Running, probe: SimProbe, node: str, **config: object
-) -> tuple[asyncio.Event, asyncio.Task[AgentReport]]:
-    target = f"127.0.0.1:{control_plane.plane.grpc_port}"
-    agent = Agent(
-        probe,
-        provider_config(**config),
-        node,
-        interval=0.05,
-        streamer_factory=lambda outbox, say_hello: TelemetryStreamer(
-            target, control_plane.admin_token, outbox, say_hello, backoff=FAST
-        ),
-        grace_seconds=5.0,
-    )
-    stop = asyncio.Event()
-    return stop, asyncio.create_task(agent.run(stop))
+from tests.telemetry_support import Agents, eur, eventually, hello, inventory, start_agent
 
 
 async def lab_offers(control_plane: Running) -> list[offer_pb2.Offer]:
@@ -87,23 +43,12 @@ async def lab_offers(control_plane: Running) -> list[offer_pb2.Offer]:
     return [o for o in reply.offers if o.provider == "lab"]
 
 
-@pytest.fixture
-async def agents(
-    control_plane: Running,
-) -> AsyncIterator[Agents]:
-    running: Agents = []
-    yield running
-    for stop, task in running:
-        stop.set()
-        await task
-
-
 async def test_an_agent_becomes_an_offer_and_the_cheapest_intent_lands_on_it(
     control_plane: Running, agents: Agents
 ) -> None:
     # The TINY federation's cheapest A100 costs 1.00 EUR; the agent's node undercuts it.
     stop, task = start_agent(
-        control_plane, SimProbe("a100", 4), "lab-a100", hourly_rate=_eur("0.80")
+        control_plane, SimProbe("a100", 4), "lab-a100", hourly_rate=eur("0.80")
     )
     agents.append((stop, task))
     await eventually(lambda: lab_offers(control_plane))
@@ -134,7 +79,7 @@ async def test_unhealthy_gpus_and_a_silent_agent_leave_placement(
 ) -> None:
     control_plane.plane.settings.stale_after_seconds = 0.5
     probe = SimProbe("h100", 4, faults=[Fault(index=1, kind="ecc", at=10)])
-    stop, task = start_agent(control_plane, probe, "lab-h100", hourly_rate=_eur("2"))
+    stop, task = start_agent(control_plane, probe, "lab-h100", hourly_rate=eur("2"))
 
     async def free_gpus() -> list[int]:
         return [o.gpus_free for o in await lab_offers(control_plane)]
@@ -202,10 +147,6 @@ async def read(call: Any) -> pb.StreamTelemetryResponse:
     answer = await call.read()
     assert isinstance(answer, pb.StreamTelemetryResponse), "the stream ended"
     return answer
-
-
-def _eur(amount: str) -> Money:
-    return Money(Decimal(amount), "EUR")
 
 
 async def _equals(value: object, expected: object) -> bool:

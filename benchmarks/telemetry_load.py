@@ -1,0 +1,247 @@
+"""The load generator of benchmarks/telemetry, in its own process: N simulated
+agents with 8 GPUs each, every one a StreamTelemetry stream sending one sample
+batch a second (phases spread over the second), plus a few probe agents whose
+samples carry their send time and one WatchUtilization watcher on the probes,
+which measures agent→watcher latency.
+
+The load agents send pre-serialized batches (a protobuf message may be
+concatenated: the sequence number is encoded in front of fixed bytes), so the
+generator spends its CPU on the wire, not on building messages. Prints one JSON
+object with what was sent, acknowledged and measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from flare.v1 import common_pb2
+from flare.v1 import telemetry_service_pb2 as pb
+from flare.v1 import telemetry_service_pb2_grpc as pb_grpc
+
+GPUS = 8
+METHOD = "/flare.v1.TelemetryService/StreamTelemetry"
+PROBE_PROVIDER = "probe"
+OPTIONS = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_send_message_length", 2**22)]
+
+
+def inventory(provider: str, node: str) -> pb.NodeInventory:
+    return pb.NodeInventory(
+        provider=provider,
+        node=node,
+        region="eu-west-1",
+        backend="sim",
+        gpus=[
+            pb.GpuDevice(
+                index=i,
+                uuid=f"GPU-{node}-{i}",
+                model="nvidia-h100",
+                raw_name="NVIDIA H100 80GB HBM3",
+                vendor="nvidia",
+                memory_bytes=80 * 2**30,
+            )
+            for i in range(GPUS)
+        ],
+        terms=pb.ProviderTerms(
+            hourly_rate=common_pb2.Money(currency_code="EUR", amount="2.00"), country="DE"
+        ),
+    )
+
+
+def batch(node: str, stamp: Timestamp | None = None) -> pb.SampleBatch:
+    return pb.SampleBatch(
+        samples=[
+            pb.GpuSample(
+                uuid=f"GPU-{node}-{i}",
+                time=stamp,
+                gpu_utilization_percent=60.0 + i,
+                memory_utilization_percent=30.0,
+                memory_used_bytes=40 * 2**30,
+                memory_free_bytes=40 * 2**30,
+                temperature_celsius=55.0,
+                power_watts=400.0,
+                sm_clock_mhz=1980,
+                ecc_corrected_total=0,
+                ecc_uncorrected_total=0,
+                xid_counts={48: 0, 79: 0},
+                health=pb.GPU_HEALTH_HEALTHY,
+            )
+            for i in range(GPUS)
+        ]
+    )
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+class LoadAgent:
+    """One agent on the wire: hello, then a pre-serialized batch every second."""
+
+    def __init__(self, provider: str, node: str) -> None:
+        self.instance = uuid.uuid4().hex
+        self.hello = pb.StreamTelemetryRequest(
+            sequence=0, agent_instance=self.instance, inventory=inventory(provider, node)
+        ).SerializeToString()
+        self.body = pb.StreamTelemetryRequest(
+            agent_instance=self.instance, samples=batch(node)
+        ).SerializeToString()
+        self.sent = 0
+        self.acked = 0
+        self.failure = ""
+
+    def message(self, sequence: int) -> bytes:
+        return b"\x08" + _varint(sequence) + self.body  # field 1 (sequence), then the rest
+
+    async def run(self, channel: grpc.aio.Channel, token: str, stop: asyncio.Event) -> None:
+        call: Any = channel.stream_stream(METHOD)(metadata=(("authorization", f"Bearer {token}"),))
+
+        async def acks() -> None:
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+                async for raw in call:
+                    self.acked = pb.StreamTelemetryResponse.FromString(raw).acked_sequence
+
+        reader = asyncio.create_task(acks())
+        try:
+            await call.write(self.hello)
+            await asyncio.sleep(random.random())  # spread the agents over the second
+            loop = asyncio.get_running_loop()
+            due = loop.time()
+            while not stop.is_set():
+                self.sent += 1
+                await call.write(self.message(self.sent))
+                due += 1.0
+                await asyncio.sleep(max(0.0, due - loop.time()))
+            deadline = loop.time() + 10
+            while self.acked < self.sent and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+        except grpc.aio.AioRpcError as error:
+            self.failure = error.code().name
+        finally:
+            call.cancel()
+            reader.cancel()
+
+
+async def probe_and_watch(
+    target: str, token: str, probes: int, stop: asyncio.Event
+) -> dict[str, Any]:
+    """Probe agents stamp their samples; a watcher of their provider measures the delay."""
+    if probes == 0:
+        return {}
+    latencies: list[float] = []
+    metadata = (("authorization", f"Bearer {token}"),)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub: Any = pb_grpc.TelemetryServiceStub(channel)
+        watch = stub.WatchUtilization(
+            pb.WatchUtilizationRequest(provider=PROBE_PROVIDER), metadata=metadata
+        )
+
+        async def watcher() -> None:
+            async for event in watch:
+                now = time.time()
+                if event.type == pb.WATCH_EVENT_TYPE_UPDATE:
+                    for gpu in event.gpus:
+                        if gpu.device.index == 0 and gpu.latest.time.seconds:
+                            latencies.append(now - gpu.latest.time.ToNanoseconds() / 1e9)
+
+        async def probe(number: int) -> None:
+            node = f"probe-{number}"
+            instance = uuid.uuid4().hex
+            call = stub.StreamTelemetry(metadata=metadata)
+            await call.write(
+                pb.StreamTelemetryRequest(
+                    agent_instance=instance, inventory=inventory(PROBE_PROVIDER, node)
+                )
+            )
+            await asyncio.sleep(number / max(probes, 1))
+            sequence = 0
+            while not stop.is_set():
+                sequence += 1
+                stamp = Timestamp()
+                stamp.GetCurrentTime()
+                await call.write(
+                    pb.StreamTelemetryRequest(
+                        sequence=sequence, agent_instance=instance, samples=batch(node, stamp)
+                    )
+                )
+                await asyncio.sleep(1.0)
+            call.cancel()
+
+        watching = asyncio.create_task(watcher())
+        await asyncio.gather(*(probe(n) for n in range(probes)))
+        watching.cancel()
+    latencies.sort()
+    return {
+        "latency_samples": len(latencies),
+        "latency_p50_s": round(latencies[len(latencies) // 2], 4) if latencies else None,
+        "latency_p99_s": round(latencies[int(len(latencies) * 0.99)], 4) if latencies else None,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    stop = asyncio.Event()
+    channels = [
+        grpc.aio.insecure_channel(args.target, options=[*OPTIONS, ("flare.bench", i)])
+        for i in range(max(1, args.agents // 500))
+    ]
+    agents = [LoadAgent(f"bench-{n // 100}", f"node-{n}") for n in range(args.agents)]
+    tasks = [
+        asyncio.create_task(agent.run(channels[n % len(channels)], args.token, stop))
+        for n, agent in enumerate(agents)
+    ]
+    started = time.monotonic()
+    probing = asyncio.create_task(probe_and_watch(args.target, args.token, args.probes, stop))
+    await asyncio.sleep(args.seconds)
+    stop.set()
+    latency = await probing
+    await asyncio.gather(*tasks)
+    for channel in channels:
+        await channel.close()
+    sent = sum(a.sent for a in agents)
+    acked = sum(a.acked for a in agents)
+    return {
+        "agents": args.agents,
+        "seconds": round(time.monotonic() - started, 1),
+        "messages_sent": sent,
+        "messages_acked": acked,
+        "unacked": sent - acked,
+        "stream_failures": dict(collections.Counter(a.failure for a in agents if a.failure)),
+        "generator_cpu_s": round(sum(os.times()[:2]), 1),
+        **latency,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--agents", type=int, required=True)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--probes", type=int, default=10)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main_async(args))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
