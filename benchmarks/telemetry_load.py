@@ -109,30 +109,36 @@ class LoadAgent:
         self.sent = 0
         self.acked = 0
         self.failure = ""
+        self.open = asyncio.Event()  # the hello was answered
+        self.lateness: list[float] = []  # seconds behind schedule at each send
 
     def message(self, sequence: int) -> bytes:
         return b"\x08" + _varint(sequence) + self.body  # field 1 (sequence), then the rest
 
-    async def run(self, channel: grpc.aio.Channel, token: str, stop: asyncio.Event) -> None:
+    async def run(
+        self, channel: grpc.aio.Channel, token: str, start: asyncio.Event, seconds: int
+    ) -> None:
         call: Any = channel.stream_stream(METHOD)(metadata=(("authorization", f"Bearer {token}"),))
 
         async def acks() -> None:
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
                 async for raw in call:
                     self.acked = pb.StreamTelemetryResponse.FromString(raw).acked_sequence
+                    self.open.set()
 
         reader = asyncio.create_task(acks())
+        loop = asyncio.get_running_loop()
         try:
             await call.write(self.hello)
-            await asyncio.sleep(random.random())  # spread the agents over the second
-            loop = asyncio.get_running_loop()
-            due = loop.time()
-            while not stop.is_set():
-                self.sent += 1
-                await call.write(self.message(self.sent))
-                due += 1.0
+            await start.wait()  # every stream is open
+            due = loop.time() + random.random()  # spread the agents over the second
+            for sequence in range(1, seconds + 1):
                 await asyncio.sleep(max(0.0, due - loop.time()))
-            deadline = loop.time() + 10
+                self.lateness.append(loop.time() - due)
+                await call.write(self.message(sequence))
+                self.sent = sequence
+                due += 1.0
+            deadline = loop.time() + 15
             while self.acked < self.sent and loop.time() < deadline:
                 await asyncio.sleep(0.05)
         except grpc.aio.AioRpcError as error:
@@ -190,42 +196,54 @@ async def probe_and_watch(
         watching = asyncio.create_task(watcher())
         await asyncio.gather(*(probe(n) for n in range(probes)))
         watching.cancel()
-    latencies.sort()
     return {
         "latency_samples": len(latencies),
-        "latency_p50_s": round(latencies[len(latencies) // 2], 4) if latencies else None,
-        "latency_p99_s": round(latencies[int(len(latencies) * 0.99)], 4) if latencies else None,
+        "latency_p50_s": _percentile(latencies, 0.5),
+        "latency_p99_s": _percentile(latencies, 0.99),
     }
 
 
+def _percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(len(values) * share))], 4)
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    stop = asyncio.Event()
+    start, stop = asyncio.Event(), asyncio.Event()
+    seconds = int(args.seconds)
     channels = [
         grpc.aio.insecure_channel(args.target, options=[*OPTIONS, ("flare.bench", i)])
         for i in range(max(1, args.agents // 500))
     ]
     agents = [LoadAgent(f"bench-{n // 100}", f"node-{n}") for n in range(args.agents)]
     tasks = [
-        asyncio.create_task(agent.run(channels[n % len(channels)], args.token, stop))
+        asyncio.create_task(agent.run(channels[n % len(channels)], args.token, start, seconds))
         for n, agent in enumerate(agents)
     ]
-    started = time.monotonic()
+    opening = time.monotonic()
+    await asyncio.wait_for(asyncio.gather(*(a.open.wait() for a in agents)), 300)
+    opened = time.monotonic() - opening
+    start.set()
     probing = asyncio.create_task(probe_and_watch(args.target, args.token, args.probes, stop))
-    await asyncio.sleep(args.seconds)
+    await asyncio.gather(*tasks)
     stop.set()
     latency = await probing
-    await asyncio.gather(*tasks)
     for channel in channels:
         await channel.close()
     sent = sum(a.sent for a in agents)
     acked = sum(a.acked for a in agents)
+    lateness = [late for a in agents for late in a.lateness]
     return {
         "agents": args.agents,
-        "seconds": round(time.monotonic() - started, 1),
+        "streams_opened_in_s": round(opened, 1),
+        "messages_expected": args.agents * seconds,
         "messages_sent": sent,
         "messages_acked": acked,
         "unacked": sent - acked,
         "stream_failures": dict(collections.Counter(a.failure for a in agents if a.failure)),
+        "schedule_lag_p99_s": _percentile(lateness, 0.99),
         "generator_cpu_s": round(sum(os.times()[:2]), 1),
         **latency,
     }

@@ -18,14 +18,17 @@ from controlplane.api.rest import Gateway
 from controlplane.api.server import SERVICE_NAMES, build_server, set_serving
 from controlplane.clock import utc_now
 from controlplane.engine import IntentEngine
+from controlplane.errors import FlareError
 from controlplane.federation.local import LocalFederation, load_offers
 from controlplane.intents import lifecycle
 from controlplane.store.sqlite import SqliteStore, Synchronous
 from controlplane.telemetry.attribution import Attribution
+from controlplane.telemetry.history import History
 from controlplane.telemetry.hub import NodeState, TelemetryHub
 from controlplane.telemetry.ingest import ACK_INTERVAL, Ingest
 from controlplane.telemetry.journal import Journal
 from controlplane.telemetry.metrics import CONTENT_TYPE, Figures, Metrics
+from controlplane.telemetry.notices import HealthNotices, Notice
 from controlplane.telemetry.offers import offers_of
 from controlplane.telemetry.usage import usage as intent_usage
 from controlplane.telemetry.watch import Watchers
@@ -65,11 +68,13 @@ class ControlPlane:
         self.federation = LocalFederation(
             load_offers(settings.federation_file), settings.exchange_rates
         )
-        self.hub = TelemetryHub()
+        self.hub = TelemetryHub(history=History())
         self.attribution = Attribution(self.hub)
         self.hub.on_node_changed(self._node_changed)
         self.federation.on_holds_changed(self.attribution.held)
         self.watchers = Watchers(self.hub, self.attribution.intent_of)
+        self.notices = HealthNotices()
+        self._telling: set[asyncio.Future[None]] = set()
         self.metrics = Metrics(self.hub, self.attribution.intent_of)
         self.journal = Journal(
             settings.data_dir / TELEMETRY_DIR, fsync=settings.synchronous == "FULL"
@@ -181,6 +186,22 @@ class ControlPlane:
         offers = offers_of(node)
         self.attribution.offers_published(node.key, offers)
         self.federation.replace_offers(node.key, offers)
+        for notice in self.notices.changed(node, self.attribution.on_node(node.key)):
+            task = asyncio.ensure_future(self._tell(notice))
+            self._telling.add(task)
+            task.add_done_callback(self._telling.discard)
+
+    async def _tell(self, notice: Notice) -> None:
+        def change(intent: intent_pb2.Intent) -> intent_pb2.Intent:
+            return lifecycle.noted(
+                intent, reason=notice.reason, message=notice.message, now=utc_now()
+            )
+
+        log.warning(notice.message, extra={"intent": notice.intent, "reason": notice.reason})
+        try:
+            await self.store.update(notice.intent, change)
+        except FlareError as error:  # the intent is gone meanwhile: nothing to tell
+            log.info("notice not recorded: %s", error, extra={"intent": notice.intent})
 
     def usage(self, intent: intent_pb2.Intent) -> intent_pb2.IntentUsage:
         gpus = []

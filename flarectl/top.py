@@ -74,6 +74,13 @@ def _memory(state: pb.GpuState) -> str:
     return f"{used / _GIB:.0f}/{total / _GIB:.0f} GiB"
 
 
+def _minute(state: pb.GpuState) -> str:
+    window = state.last_minute
+    if state.stale or not window.HasField("gpu_utilization_percent"):
+        return "n/a"
+    return f"{window.gpu_utilization_percent:.0f}%"
+
+
 def summary(rows: Iterable[pb.GpuState]) -> Text:
     rows = list(rows)
     providers = {r.provider for r in rows}
@@ -96,7 +103,7 @@ def summary(rows: Iterable[pb.GpuState]) -> Text:
 
 def render(view: TopView) -> RenderableType:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for column in ("PROVIDER", "NODE", "GPU", "MODEL", "UTIL", "MEMORY", "TEMP", "POWER"):
+    for column in ("PROVIDER", "NODE", "GPU", "MODEL", "UTIL", "1 MIN", "MEMORY", "TEMP", "POWER"):
         table.add_column(column, no_wrap=True)
     table.add_column("HEALTH", no_wrap=True)
     table.add_column("INTENT", overflow="fold")
@@ -110,6 +117,7 @@ def render(view: TopView) -> RenderableType:
             Text(str(state.device.index)),
             Text(state.device.model or state.device.raw_name),
             _bar(None if state.stale else _optional(sample, "gpu_utilization_percent")),
+            Text(_minute(state)),
             Text(_memory(state)),
             Text("n/a" if temperature is None else f"{temperature:.0f}°C"),
             Text("n/a" if power is None else f"{power:.0f} W"),

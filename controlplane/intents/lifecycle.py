@@ -79,6 +79,19 @@ def transition(
     return changed
 
 
+def noted(
+    intent: intent_pb2.Intent, *, reason: str, message: str, now: datetime
+) -> intent_pb2.Intent:
+    """A copy of `intent` with an event in its history that changes no state
+    (a GPU of the intent went unhealthy, its agent went quiet, it recovered)."""
+    changed = intent_pb2.Intent()
+    changed.CopyFrom(intent)
+    state_message = changed.state_message
+    _record(changed, intent.state, reason=reason, message=message, now=now)
+    changed.state_message = state_message
+    return changed
+
+
 def created(intent: intent_pb2.Intent, *, now: datetime) -> intent_pb2.Intent:
     """A copy of a new intent in PENDING, its creation in the history."""
     changed = intent_pb2.Intent()

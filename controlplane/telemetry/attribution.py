@@ -52,3 +52,7 @@ class Attribution:
 
     def gpus_of(self, intent: str) -> tuple[GpuKey, ...]:
         return self._by_intent.get(intent, ())
+
+    def on_node(self, node_key: str) -> list[tuple[str, str]]:
+        """(uuid, intent) for every GPU of the node that an intent holds."""
+        return [(uuid, intent) for (key, uuid), intent in self._by_gpu.items() if key == node_key]

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from controlplane.errors import FailedPrecondition, InvalidArgument
+from controlplane.telemetry.history import History
 from controlplane.telemetry.journal import Kind, Record
 from flare.v1 import telemetry_service_pb2 as pb
 from flare.violation import FieldViolation
@@ -30,6 +31,7 @@ from flare.violation import FieldViolation
 MAX_MISSING_LISTED = 1000
 MAX_GPUS = 256
 _UNHEALTHY = pb.GPU_HEALTH_UNHEALTHY
+_NAN = float("nan")
 
 
 @dataclass
@@ -99,8 +101,11 @@ def inventory_violations(inventory: pb.NodeInventory, path: str) -> list[FieldVi
 
 
 class TelemetryHub:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, history: History | None = None
+    ) -> None:
         self.nodes: dict[str, NodeState] = {}
+        self.history = history
         self.duplicates = 0
         self.missing = 0
         self._clock = clock
@@ -147,8 +152,7 @@ class TelemetryHub:
             self.nodes[key] = state
             self._changed(state)
         elif state.inventory != inventory:
-            state.take_inventory(inventory)
-            self._changed(state)
+            self._take_inventory(state, inventory)
         return state
 
     def accept(self, state: NodeState, stream: int, request: pb.StreamTelemetryRequest) -> Verdict:
@@ -203,8 +207,7 @@ class TelemetryHub:
         state.sequence = sequence
         if request.WhichOneof("payload") == "inventory":
             if state.inventory != request.inventory:
-                state.take_inventory(request.inventory)
-                self._changed(state)
+                self._take_inventory(state, request.inventory)
         else:
             self._take_samples(state, request.samples.samples)
         return Verdict(fresh=True, missing=missing)
@@ -213,6 +216,7 @@ class TelemetryHub:
         known = state.gpus
         latest = state.latest
         dirty = self.dirty
+        history = self.history
         health_changed = False
         for sample in samples:
             uuid = sample.uuid
@@ -225,8 +229,28 @@ class TelemetryHub:
             latest[uuid] = sample
             state.samples += 1
             dirty.add((state.key, uuid))
+            if history is not None:
+                stamp = sample.time
+                history.record(
+                    (state.key, uuid),
+                    stamp.seconds + stamp.nanos / 1e9 if stamp.seconds else time.time(),
+                    (
+                        sample.gpu_utilization_percent
+                        if sample.HasField("gpu_utilization_percent")
+                        else _NAN,
+                        sample.power_watts if sample.HasField("power_watts") else _NAN,
+                    ),
+                )
         if health_changed:
             self._changed(state)
+
+    def _take_inventory(self, state: NodeState, inventory: pb.NodeInventory) -> None:
+        before = set(state.gpus)
+        state.take_inventory(inventory)
+        if self.history is not None:
+            for uuid in before - set(state.gpus):
+                self.history.forget((state.key, uuid))
+        self._changed(state)
 
     def take_dirty(self) -> set[tuple[str, str]]:
         dirty, self.dirty = self.dirty, set()

@@ -33,7 +33,7 @@ _MIB = 2**20
 IntentOf = Callable[[str, str], str]
 
 # (name, type, help, value of a sample or None when absent)
-_GPU_FIELDS: tuple[tuple[str, str, str, Callable[[pb.GpuSample], float | None]], ...] = (
+GPU_FIELDS: tuple[tuple[str, str, str, Callable[[pb.GpuSample], float | None]], ...] = (
     (
         "DCGM_FI_DEV_GPU_UTIL",
         "gauge",
@@ -103,8 +103,8 @@ _GPU_FIELDS: tuple[tuple[str, str, str, Callable[[pb.GpuSample], float | None]],
         lambda s: 0.0 if s.health == pb.GPU_HEALTH_UNHEALTHY else 1.0,
     ),
 )
-_XID_NAME = "flare_gpu_xid_errors_total"
-_LAST_XID_NAME = "DCGM_FI_DEV_XID_ERRORS"
+XID_NAME = "flare_gpu_xid_errors_total"
+LAST_XID_NAME = "DCGM_FI_DEV_XID_ERRORS"
 
 
 def _escape(value: str) -> str:
@@ -152,27 +152,27 @@ def render_gpus(rows: Iterable[_Row]) -> str:
     """The text exposition of the GPU series (pure; run in a thread)."""
     rows = list(rows)
     out: list[str] = []
-    for name, kind, text, value_of in _GPU_FIELDS:
+    for name, kind, text, value_of in GPU_FIELDS:
         out.append(f"# HELP {name} {text}\n# TYPE {name} {kind}\n")
         for row in rows:
             value = value_of(row.sample)
             if value is not None:
                 out.append(f"{name}{{{row.labels}}} {value}\n")
     out.append(
-        f"# HELP {_XID_NAME} Xid errors seen since the agent started, by Xid "
-        f"(the watched ones with explicit zeros).\n# TYPE {_XID_NAME} counter\n"
+        f"# HELP {XID_NAME} Xid errors seen since the agent started, by Xid "
+        f"(the watched ones with explicit zeros).\n# TYPE {XID_NAME} counter\n"
     )
     last: list[str] = []
     for row in rows:
         counts = dict.fromkeys(WATCHED_XIDS, 0)
         counts.update(row.sample.xid_counts)
         for xid in sorted(counts):
-            out.append(f'{_XID_NAME}{{{row.labels},xid="{xid}"}} {counts[xid]}\n')
+            out.append(f'{XID_NAME}{{{row.labels},xid="{xid}"}} {counts[xid]}\n')
         seen = [xid for xid, count in counts.items() if count]
-        last.append(f"{_LAST_XID_NAME}{{{row.labels}}} {max(seen) if seen else 0}\n")
+        last.append(f"{LAST_XID_NAME}{{{row.labels}}} {max(seen) if seen else 0}\n")
     out.append(
-        f"# HELP {_LAST_XID_NAME} Highest Xid seen (0: none), as DCGM's last-Xid gauge.\n"
-        f"# TYPE {_LAST_XID_NAME} gauge\n"
+        f"# HELP {LAST_XID_NAME} Highest Xid seen (0: none), as DCGM's last-Xid gauge.\n"
+        f"# TYPE {LAST_XID_NAME} gauge\n"
     )
     out += last
     return "".join(out)
@@ -181,7 +181,7 @@ def render_gpus(rows: Iterable[_Row]) -> str:
 Figures = dict[str, float | dict[str, float]]
 
 # name -> (kind, label of a by-key gauge, help)
-_CONTROL_PLANE = {
+CONTROL_PLANE = {
     "flare_intents": ("gauge", "state", "Live intents by state."),
     "flare_agents": ("gauge", "status", "Nodes with an agent, live or stale."),
     "flare_telemetry_streams": ("gauge", "", "Agent streams open now."),
@@ -203,7 +203,7 @@ class _Figures(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for name, value in self.current.items():
-            kind, label, text = _CONTROL_PLANE[name]
+            kind, label, text = CONTROL_PLANE[name]
             if isinstance(value, dict):
                 family = GaugeMetricFamily(name, text, labels=[label])
                 for key, amount in sorted(value.items()):

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from controlplane.names import tenant_of
+from controlplane.telemetry.history import History
 from controlplane.telemetry.hub import NodeState, TelemetryHub
 from flare import gpus
 from flare.v1 import telemetry_service_pb2 as pb
@@ -63,7 +65,9 @@ class Selector:
         )
 
 
-def gpu_state(state: NodeState, gpu: pb.GpuDevice, intent: str) -> pb.GpuState:
+def gpu_state(
+    state: NodeState, gpu: pb.GpuDevice, intent: str, history: History | None = None
+) -> pb.GpuState:
     message = pb.GpuState(
         provider=state.inventory.provider,
         cluster=state.inventory.cluster or state.inventory.provider,
@@ -75,6 +79,10 @@ def gpu_state(state: NodeState, gpu: pb.GpuDevice, intent: str) -> pb.GpuState:
     latest = state.latest.get(gpu.uuid)
     if latest is not None:
         message.latest.CopyFrom(latest)
+    if history is not None and not state.stale:
+        means = history.window((state.key, gpu.uuid), 60.0, time.time())
+        for name, value in means.items():
+            setattr(message.last_minute, name, value)
     return message
 
 
@@ -117,7 +125,7 @@ class Watchers:
             for gpu in state.inventory.gpus:
                 intent = self._intent_of(state.key, gpu.uuid)
                 if selector.matches(state, gpu, intent):
-                    response.gpus.append(gpu_state(state, gpu, intent))
+                    response.gpus.append(gpu_state(state, gpu, intent, self._hub.history))
         return response
 
     def publish(self) -> None:
@@ -144,7 +152,7 @@ class Watchers:
                 built: pb.GpuState | None = None
                 for watcher in interested:
                     if watcher.selector.matches_gpu(gpu, intent):
-                        built = built or gpu_state(state, gpu, intent)
+                        built = built or gpu_state(state, gpu, intent, self._hub.history)
                         updates[watcher].append(built)
         for watcher, states in updates.items():
             if states:

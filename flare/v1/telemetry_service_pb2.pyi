@@ -617,6 +617,7 @@ class GpuState(_message.Message):
     LATEST_FIELD_NUMBER: _builtins.int
     INTENT_FIELD_NUMBER: _builtins.int
     STALE_FIELD_NUMBER: _builtins.int
+    LAST_MINUTE_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     cluster: _builtins.str
     node: _builtins.str
@@ -628,6 +629,10 @@ class GpuState(_message.Message):
     def device(self) -> Global___GpuDevice: ...
     @_builtins.property
     def latest(self) -> Global___GpuSample: ...
+    @_builtins.property
+    def last_minute(self) -> Global___GpuWindow:
+        """Means over the last minute of readings (from the control plane's history)."""
+
     def __init__(
         self,
         *,
@@ -638,11 +643,43 @@ class GpuState(_message.Message):
         latest: Global___GpuSample | None = ...,
         intent: _builtins.str = ...,
         stale: _builtins.bool = ...,
+        last_minute: Global___GpuWindow | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "latest", b"latest"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "last_minute", b"last_minute", "latest", b"latest"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "device", b"device", "intent", b"intent", "latest", b"latest", "node", b"node", "provider", b"provider", "stale", b"stale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "device", b"device", "intent", b"intent", "last_minute", b"last_minute", "latest", b"latest", "node", b"node", "provider", b"provider", "stale", b"stale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GpuState: _TypeAlias = GpuState  # noqa: Y015
+
+@_typing.final
+class GpuWindow(_message.Message):
+    """Means of a GPU's readings over a window; a series without readings is unset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GPU_UTILIZATION_PERCENT_FIELD_NUMBER: _builtins.int
+    POWER_WATTS_FIELD_NUMBER: _builtins.int
+    gpu_utilization_percent: _builtins.float
+    power_watts: _builtins.float
+    def __init__(
+        self,
+        *,
+        gpu_utilization_percent: _builtins.float | None = ...,
+        power_watts: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_gpu_utilization_percent", b"_gpu_utilization_percent", "_power_watts", b"_power_watts", "gpu_utilization_percent", b"gpu_utilization_percent", "power_watts", b"power_watts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_utilization_percent", b"_gpu_utilization_percent", "_power_watts", b"_power_watts", "gpu_utilization_percent", b"gpu_utilization_percent", "power_watts", b"power_watts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__gpu_utilization_percent: _TypeAlias = _typing.Literal["gpu_utilization_percent"]  # noqa: Y015
+    _WhichOneofArgType__gpu_utilization_percent: _TypeAlias = _typing.Literal["_gpu_utilization_percent", b"_gpu_utilization_percent"]  # noqa: Y015
+    _WhichOneofReturnType__power_watts: _TypeAlias = _typing.Literal["power_watts"]  # noqa: Y015
+    _WhichOneofArgType__power_watts: _TypeAlias = _typing.Literal["_power_watts", b"_power_watts"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__gpu_utilization_percent) -> _WhichOneofReturnType__gpu_utilization_percent | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__power_watts) -> _WhichOneofReturnType__power_watts | None: ...
+
+Global___GpuWindow: _TypeAlias = GpuWindow  # noqa: Y015
