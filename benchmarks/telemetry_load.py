@@ -34,6 +34,7 @@ from flare.v1 import telemetry_service_pb2_grpc as pb_grpc
 GPUS = 8
 METHOD = "/flare.v1.TelemetryService/StreamTelemetry"
 PROBE_PROVIDER = "probe"
+OPENS_PER_SECOND = 1000
 OPTIONS = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_send_message_length", 2**22)]
 
 
@@ -110,6 +111,8 @@ class LoadAgent:
         self.acked = 0
         self.failure = ""
         self.open = asyncio.Event()  # the hello was answered
+        self.ramp = 0.0
+        self.phase = "starting"
         self.lateness: list[float] = []  # seconds behind schedule at each send
 
     def message(self, sequence: int) -> bytes:
@@ -118,6 +121,7 @@ class LoadAgent:
     async def run(
         self, channel: grpc.aio.Channel, token: str, start: asyncio.Event, seconds: int
     ) -> None:
+        await asyncio.sleep(self.ramp)  # agents come up over a few seconds, not at once
         call: Any = channel.stream_stream(METHOD)(metadata=(("authorization", f"Bearer {token}"),))
 
         async def acks() -> None:
@@ -129,8 +133,14 @@ class LoadAgent:
         reader = asyncio.create_task(acks())
         loop = asyncio.get_running_loop()
         try:
+            self.phase = "opening"
             await call.write(self.hello)
+            await self.open.wait()
+            if self.failure or reader.done():
+                self.failure = self.failure or "the stream ended before the hello was answered"
+                return
             await start.wait()  # every stream is open
+            self.phase = "streaming"
             due = loop.time() + random.random()  # spread the agents over the second
             for sequence in range(1, seconds + 1):
                 await asyncio.sleep(max(0.0, due - loop.time()))
@@ -142,8 +152,11 @@ class LoadAgent:
             while self.acked < self.sent and loop.time() < deadline:
                 await asyncio.sleep(0.05)
         except grpc.aio.AioRpcError as error:
-            self.failure = error.code().name
+            self.failure = f"{error.code().name}: {error.details()} ({self.phase})"
+        except asyncio.InvalidStateError:  # the call ended before we wrote
+            self.failure = f"{(await call.code()).name}: {await call.details()} ({self.phase})"
         finally:
+            self.open.set()  # a stream that failed to open counts as done opening
             call.cancel()
             reader.cancel()
 
@@ -215,9 +228,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     seconds = int(args.seconds)
     channels = [
         grpc.aio.insecure_channel(args.target, options=[*OPTIONS, ("flare.bench", i)])
-        for i in range(max(1, args.agents // 500))
+        # Real agents each have their own connection; one per 50 keeps the generator light.
+        for i in range(max(1, args.agents // 50))
     ]
     agents = [LoadAgent(f"bench-{n // 100}", f"node-{n}") for n in range(args.agents)]
+    for n, agent in enumerate(agents):
+        agent.ramp = n / OPENS_PER_SECOND
     tasks = [
         asyncio.create_task(agent.run(channels[n % len(channels)], args.token, start, seconds))
         for n, agent in enumerate(agents)

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -19,7 +20,9 @@ from controlplane.api.server import SERVICE_NAMES, build_server, set_serving
 from controlplane.clock import utc_now
 from controlplane.engine import IntentEngine
 from controlplane.errors import FlareError
+from controlplane.federation.fluidos.adapter import FluidosFederation, Identity
 from controlplane.federation.local import LocalFederation, load_offers
+from controlplane.federation.port import Federation
 from controlplane.intents import lifecycle
 from controlplane.store.sqlite import SqliteStore, Synchronous
 from controlplane.telemetry.attribution import Attribution
@@ -34,6 +37,9 @@ from controlplane.telemetry.usage import usage as intent_usage
 from controlplane.telemetry.watch import Watchers
 from flare.money import DEFAULT_RATES_PER_EUR
 from flare.v1 import intent_pb2, intent_service_pb2, offer_service_pb2, token_service_pb2
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 log = logging.getLogger(__name__)
 DB_FILE = "flare.db"
@@ -59,19 +65,38 @@ class Settings:
     metrics_listen: str = "127.0.0.1:9401"  # Prometheus /metrics; "" disables it
     # Longest wait before an agent's durable messages are acknowledged.
     ack_interval_seconds: float = ACK_INTERVAL
+    # The consumer cluster: with a kubeconfig, offers and allocation go through FLUIDOS
+    # (the `fluidos` federation); without, the embedded `local` federation.
+    kubeconfig: Path | None = None
+    fluidos_identity: Identity = field(
+        default_factory=lambda: Identity(node_id="flare-consumer", domain="flare.local", ip="")
+    )
 
 
 class ControlPlane:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = SqliteStore(settings.data_dir / DB_FILE, synchronous=settings.synchronous)
-        self.federation = LocalFederation(
-            load_offers(settings.federation_file), settings.exchange_rates
-        )
+        self.local: LocalFederation | None = None
+        self.fluidos: FluidosFederation | None = None
+        self.federation: Federation
+        if settings.kubeconfig is not None:
+            self.fluidos = FluidosFederation(
+                _kube_client(settings.kubeconfig),
+                settings.fluidos_identity,
+                rates=settings.exchange_rates,
+            )
+            self.federation = self.fluidos
+        else:
+            self.local = LocalFederation(
+                load_offers(settings.federation_file), settings.exchange_rates
+            )
+            self.federation = self.local
         self.hub = TelemetryHub(history=History())
         self.attribution = Attribution(self.hub)
         self.hub.on_node_changed(self._node_changed)
-        self.federation.on_holds_changed(self.attribution.held)
+        if self.local is not None:
+            self.local.on_holds_changed(self.attribution.held)
         self.watchers = Watchers(self.hub, self.attribution.intent_of)
         self.notices = HealthNotices()
         self._telling: set[asyncio.Future[None]] = set()
@@ -99,7 +124,12 @@ class ControlPlane:
         self.store.open()
         replayed = self.hub.replay(self.journal.open(self.hub.checkpoint))
         live = await self.store.live()
-        self.federation.restore(i for i in live if i.state in lifecycle.HOLDING)
+        holding = [i for i in live if i.state in lifecycle.HOLDING]
+        if self.local is not None:
+            self.local.restore(holding)
+        if self.fluidos is not None:
+            self.fluidos.restore(holding)
+            await self.fluidos.start()
         self.engine = IntentEngine(
             self.store,
             self.federation,
@@ -177,6 +207,8 @@ class ControlPlane:
             await self._metrics_runner.cleanup()
         if self.engine is not None:
             await self.engine.stop()
+        if self.fluidos is not None:
+            await self.fluidos.stop()
         await self.journal.close()
         self.store.close()
         self._stopped.set()
@@ -185,7 +217,10 @@ class ControlPlane:
     def _node_changed(self, node: NodeState) -> None:
         offers = offers_of(node)
         self.attribution.offers_published(node.key, offers)
-        self.federation.replace_offers(node.key, offers)
+        if self.local is not None:
+            # Streaming nodes are offers of the embedded federation; with FLUIDOS, nodes
+            # reach placement as PeeringCandidates of their Flavors.
+            self.local.replace_offers(node.key, offers)
         for notice in self.notices.changed(node, self.attribution.on_node(node.key)):
             task = asyncio.ensure_future(self._tell(notice))
             self._telling.add(task)
@@ -239,6 +274,15 @@ class ControlPlane:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def _kube_client(kubeconfig: Path) -> ApiClient:
+    from kubernetes import config
+
+    made: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig)
+    )
+    return made
 
 
 def _metrics_app(plane: ControlPlane) -> web.Application:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from controlplane.app import Settings, serve
+from controlplane.federation.fluidos.adapter import Identity
 from controlplane.placement.objectives import parse_weights
 from flare import logs
 from flare.money import parse_rates
@@ -76,6 +77,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "'cost=0.4,performance=0.3,latency=0.2,energy=0.1' (FLARE_BALANCED_WEIGHTS)",
     )
     parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=Path(env("FLARE_KUBECONFIG", "")) if env("FLARE_KUBECONFIG") else None,
+        help="the consumer cluster: offers and allocation go through its FLUIDOS, Liqo and "
+        "Capsule resources (FLARE_KUBECONFIG; default: the embedded local federation)",
+    )
+    parser.add_argument(
+        "--fluidos-node-id",
+        default=env("FLARE_FLUIDOS_NODE_ID", defaults.fluidos_identity.node_id),
+        help="this consumer's FLUIDOS identity, the buyer of reservations "
+        "(FLARE_FLUIDOS_NODE_ID, _DOMAIN, _IP)",
+    )
+    parser.add_argument(
+        "--fluidos-domain", default=env("FLARE_FLUIDOS_DOMAIN", defaults.fluidos_identity.domain)
+    )
+    parser.add_argument(
+        "--fluidos-ip", default=env("FLARE_FLUIDOS_IP", defaults.fluidos_identity.ip)
+    )
+    parser.add_argument(
         "--metrics-listen",
         default=env("FLARE_METRICS_LISTEN", defaults.metrics_listen),
         help="host:port of the Prometheus /metrics endpoint, or 'off' "
@@ -123,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         engine_workers=args.engine_workers,
         stale_after_seconds=args.stale_after,
         metrics_listen="" if args.metrics_listen == "off" else args.metrics_listen,
+        kubeconfig=args.kubeconfig,
+        fluidos_identity=Identity(args.fluidos_node_id, args.fluidos_domain, args.fluidos_ip),
     )
 
     async def run() -> None:

@@ -86,6 +86,10 @@ def _gpu(inventory: Inventory, config: ProviderConfig) -> dict[str, Any] | None:
     if "gpu.fluidos.eu/fp32-tflops" in written:
         gpu["fp32_tflops"] = float(written["gpu.fluidos.eu/fp32-tflops"])
     gpu["hourly_rate"] = float(config.hourly_rate.amount)
+    if config.availability_percent is not None:
+        gpu["availability"] = config.availability_percent  # FLARE's: the provider's SLA, in %
+    if config.country:
+        gpu["country"] = config.country
     return gpu
 
 

@@ -207,7 +207,8 @@ async def test_cancel_releases_and_is_idempotent_but_not_after_success(
     )
     assert first.intent.state in (lifecycle.CANCELLING, lifecycle.CANCELLED)
     cancelled = await until(control_plane, running.name, lifecycle.CANCELLED)
-    assert control_plane.plane.federation.held_by(running.name) is None
+    assert control_plane.plane.local is not None
+    assert control_plane.plane.local.held_by(running.name) is None
     again = await control_plane.intents.CancelIntent(
         svc.CancelIntentRequest(name=running.name), metadata=md
     )

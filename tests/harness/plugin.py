@@ -22,7 +22,7 @@ from tests.harness.tools import Tools, ToolsMissingError, find_tools
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-FEDERATION_PROVIDERS = 2
+FEDERATION_PROVIDERS = 3
 
 
 def running_in_ci(environ: dict[str, str] | None = None) -> bool:

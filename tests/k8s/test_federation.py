@@ -21,11 +21,16 @@ pytestmark = pytest.mark.k8s
 ClientFor = Callable[[Cluster], "ApiClient"]
 
 
-def test_federation_has_a_consumer_and_two_providers(k8s_federation: Federation) -> None:
-    assert [c.name for c in k8s_federation.clusters] == ["consumer", "provider-1", "provider-2"]
+def test_federation_has_a_consumer_and_three_providers(k8s_federation: Federation) -> None:
+    assert [c.name for c in k8s_federation.clusters] == [
+        "consumer",
+        "provider-1",
+        "provider-2",
+        "provider-3",
+    ]
     servers = {cluster.server for cluster in k8s_federation.clusters}
     ports = [port for cluster in k8s_federation.clusters for port in cluster.ports.all()]
-    assert len(servers) == 3
+    assert len(servers) == 4
     assert len(set(ports)) == len(ports)
 
 
@@ -35,14 +40,14 @@ def test_objects_in_one_cluster_are_absent_from_the_others(
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    consumer, provider, other = k8s_federation.clusters
+    consumer, provider, *others = k8s_federation.clusters
     namespace = unique("isolation")
     name = unique("solver")
     consumer_api = k8s_api_client(consumer)
     create_namespace(consumer_api, namespace)
     solvers(consumer_api).create(namespace, solver(name, "consumer-intent"))
 
-    for cluster in (provider, other):
+    for cluster in (provider, *others):
         core = client.CoreV1Api(k8s_api_client(cluster))
         with pytest.raises(ApiException) as missing:
             core.read_namespace(namespace)

@@ -1,0 +1,597 @@
+"""The `fluidos` federation: FLARE's Federation port over the consumer cluster's
+FLUIDOS, Liqo and Capsule resources, through the kubernetes client.
+
+- Offers are the PeeringCandidates in the FLUIDOS namespace, kept current by a
+  watch (list, then watch from its resourceVersion; a lost watch lists again).
+- reserve(): FLARE has already chosen the candidate by the intent's objective,
+  so it does not let a Solver pick "the first match" as the earlier FLARE did:
+  it records a Solver for the intent (with the intent's needs as its K8Slice
+  selector) and creates the Reservation of exactly that candidate, then waits
+  for the contract-manager to reserve and purchase it (phase Solved, a Contract)
+  or to fail it. A failed or timed-out reservation blocks the candidate for a
+  while, so planning again picks the next one.
+- deploy(): an Allocation of the Contract (its peering makes the provider's
+  virtual node), the intent's namespace under the tenant's Capsule Tenant, a
+  NamespaceOffloading to the contract's cluster, and the workload with its GPU
+  limits; RUNNING when its pods run.
+- release(): deletes all of it, the Contract included; idempotent.
+
+Waiting is done with watches on the one object waited for, never by polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from controlplane.errors import FailedPrecondition
+from controlplane.federation.fluidos import selector, workload
+from controlplane.federation.fluidos.offers import offer_of
+from controlplane.federation.port import CapacityGone
+from controlplane.placement import requirements, table
+from controlplane.placement.offers import Offer
+from controlplane.placement.table import OfferTable
+from flare.money import DEFAULT_RATES_PER_EUR
+from flare.v1 import intent_pb2
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+log = logging.getLogger(__name__)
+FLUIDOS = "fluidos"
+V1ALPHA1 = "v1alpha1"
+KINDS = {
+    "peeringcandidates": "advertisement.fluidos.eu",
+    "solvers": "nodecore.fluidos.eu",
+    "allocations": "nodecore.fluidos.eu",
+    "reservations": "reservation.fluidos.eu",
+    "contracts": "reservation.fluidos.eu",
+}
+FAILED_PHASES = frozenset({"Failed", "Timed Out"})
+
+
+class AllocationFailed(FailedPrecondition):
+    """FLUIDOS or Liqo could not give the intent its resources."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """This consumer's FLUIDOS node identity (the Reservation's buyer)."""
+
+    node_id: str
+    domain: str
+    ip: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"nodeID": self.node_id, "domain": self.domain, "ip": self.ip}
+
+
+@dataclass
+class Timeouts:
+    reservation: float = 120.0  # FLUIDOS's own Running timeout is 2 minutes
+    allocation: float = 300.0  # and the solver's 5
+    pods: float = 300.0
+    blocked: float = 600.0  # how long a candidate that failed stays out of placement
+
+
+class FluidosFederation:
+    def __init__(
+        self,
+        api_client: ApiClient,
+        identity: Identity,
+        *,
+        rates: Mapping[str, Decimal] = DEFAULT_RATES_PER_EUR,
+        timeouts: Timeouts | None = None,
+        namespace: str = FLUIDOS,
+    ) -> None:
+        from kubernetes import client
+
+        self._api = api_client
+        # The client's typed stubs say "object" for custom resources: JSON is read as Any here.
+        self._custom: Any = client.CustomObjectsApi(api_client)
+        self._core: Any = client.CoreV1Api(api_client)
+        self._identity = identity
+        self._rates = rates
+        self._timeouts = timeouts or Timeouts()
+        self._namespace = namespace
+        self._candidates: dict[str, dict[str, Any]] = {}
+        self._blocked: dict[str, float] = {}  # candidate name -> monotonic time it is free again
+        self._holds: dict[str, tuple[str, int]] = {}  # intent -> (candidate, GPUs)
+        self._listeners: list[Callable[[], None]] = []
+        self._table: OfferTable | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._synced = threading.Event()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Lists the PeeringCandidates, then keeps watching them."""
+        self._loop = asyncio.get_running_loop()
+        self._watcher = threading.Thread(target=self._watch, name="fluidos-watch", daemon=True)
+        self._watcher.start()
+        await asyncio.to_thread(self._synced.wait, 30)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.join, 5)
+
+    def _watch(self) -> None:
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        group = KINDS["peeringcandidates"]
+        while not self._stop.is_set():
+            try:
+                listed = self._custom.list_namespaced_custom_object(
+                    group, V1ALPHA1, self._namespace, "peeringcandidates"
+                )
+                items = {c["metadata"]["name"]: c for c in listed["items"]}
+                self._publish(functools.partial(self._replace_all, items))
+                self._synced.set()
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    self._custom.list_namespaced_custom_object,
+                    group,
+                    V1ALPHA1,
+                    self._namespace,
+                    "peeringcandidates",
+                    resource_version=listed["metadata"]["resourceVersion"],
+                    timeout_seconds=30,
+                )
+                for event in stream:
+                    if self._stop.is_set():
+                        return
+                    kind, item = str(event["type"]), event["object"]
+                    self._publish(functools.partial(self._changed, kind, item))
+            except ApiException as error:
+                if error.status != 410:  # 410: the watch fell too far behind; list again
+                    log.warning("watching PeeringCandidates failed: %s", error.reason)
+                    self._stop.wait(1.0)
+            except Exception as error:  # the API server went away: try again
+                log.warning("watching PeeringCandidates failed: %s", error)
+                self._stop.wait(1.0)
+
+    def _publish(self, change: Callable[[], None]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(change)
+
+    def _replace_all(self, items: dict[str, dict[str, Any]]) -> None:
+        self._candidates = items
+        self._table = None
+        self._notify()
+
+    def _changed(self, kind: str, item: dict[str, Any]) -> None:
+        name = item["metadata"]["name"]
+        if kind == "DELETED":
+            self._candidates.pop(name, None)
+        else:
+            self._candidates[name] = item
+        self._table = None
+        if kind != "DELETED":
+            self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    def on_capacity_freed(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def restore(self, holding: Iterable[intent_pb2.Intent]) -> None:
+        """Holds the GPUs of intents that held them before a restart."""
+        for intent in holding:
+            gpus = sum(n.gpu_count for n in intent.placement.nodes)
+            self._holds[intent.name] = (_candidate_of(intent.placement.offer), gpus)
+
+    # -- offers --------------------------------------------------------------------
+
+    def _offers(self) -> list[Offer]:
+        now = time.monotonic()
+        self._blocked = {name: until for name, until in self._blocked.items() if until > now}
+        offers = []
+        for name, candidate in self._candidates.items():
+            offer = offer_of(candidate)
+            if offer is None:
+                continue
+            if name in self._blocked:
+                offer = _unavailable(offer)
+            offers.append(offer)
+        return offers
+
+    async def offers(self) -> OfferTable:
+        if self._table is None or self._blocked:
+            self._table = table.build(self._offers(), self._rates)
+        held: dict[str, int] = {}
+        for candidate, count in self._holds.values():
+            held[candidate] = held.get(candidate, 0) + count
+        free = self._table.gpus_free.copy()
+        for index, offer in enumerate(self._table.offers):
+            free[index] = max(0, free[index] - held.get(_candidate_of(offer.name), 0))
+        return self._table.with_free(free)
+
+    # -- reserve -------------------------------------------------------------------
+
+    async def reserve(self, intent: intent_pb2.Intent) -> None:
+        candidate_name = _candidate_of(intent.placement.offer)
+        candidate = self._candidates.get(candidate_name)
+        if candidate is None:
+            raise CapacityGone(f"the peering candidate {candidate_name} is gone")
+        name = workload.resource_name(intent.name)
+        gpus = sum(n.gpu_count for n in intent.placement.nodes)
+        needs = requirements.from_intent(intent)
+        resources = intent.workload.resources
+        await self._create(
+            "solvers",
+            {
+                "apiVersion": f"{KINDS['solvers']}/{V1ALPHA1}",
+                "kind": "Solver",
+                "metadata": {"name": name, "namespace": self._namespace},
+                "spec": {
+                    "intentID": intent.name,
+                    "selector": selector.k8slice_selector(
+                        needs, cpu=resources.cpu, memory=resources.memory
+                    ),
+                    # FLARE chose the candidate itself; the Solver records the intent.
+                    "findCandidate": False,
+                    "reserveAndBuy": False,
+                    "establishPeering": False,
+                },
+            },
+        )
+        offer = offer_of(candidate)
+        flavor = candidate["spec"]["flavor"]
+        await self._create(
+            "reservations",
+            {
+                "apiVersion": f"{KINDS['reservations']}/{V1ALPHA1}",
+                "kind": "Reservation",
+                "metadata": {"name": name, "namespace": self._namespace},
+                "spec": {
+                    "solverID": name,
+                    "buyer": self._identity.as_json(),
+                    "seller": flavor["spec"]["owner"],
+                    "peeringCandidate": {"name": candidate_name, "namespace": self._namespace},
+                    "reserve": True,
+                    "purchase": True,
+                    "configuration": selector.k8slice_configuration(
+                        cpu=resources.cpu,
+                        memory=resources.memory,
+                        gpu_model=intent.placement.gpu_model,
+                        gpu_count=gpus,
+                        gpu_memory_gib=offer.gpu_memory_gib if offer else 0.0,
+                    ),
+                },
+            },
+        )
+        try:
+            reservation = await self._wait(
+                "reservations",
+                name,
+                lambda r: _phase(r) in FAILED_PHASES or _phase(r) == "Solved",
+                self._timeouts.reservation,
+                "the reservation",
+            )
+        except AllocationFailed as error:
+            self._block(candidate_name)
+            await self.release(intent)
+            raise CapacityGone(str(error)) from error
+        if _phase(reservation) != "Solved":
+            message = ((reservation.get("status") or {}).get("phase") or {}).get("message", "")
+            self._block(candidate_name)
+            await self.release(intent)
+            raise CapacityGone(f"the reservation {_phase(reservation).lower()}: {message}")
+        self._holds[intent.name] = (candidate_name, gpus)
+
+    def _block(self, candidate: str) -> None:
+        self._blocked[candidate] = time.monotonic() + self._timeouts.blocked
+        self._table = None
+
+    # -- deploy --------------------------------------------------------------------
+
+    async def deploy(self, intent: intent_pb2.Intent) -> str:
+        name = workload.resource_name(intent.name)
+        reservation = await self._get("reservations", name)
+        contract_ref = ((reservation or {}).get("status") or {}).get("contract") or {}
+        contract = await self._get("contracts", contract_ref.get("name", ""))
+        if contract is None:
+            raise AllocationFailed(f"the contract of {name} is gone")
+        liqo_id = contract["spec"]["peeringTargetCredentials"]["liqoID"]
+        await self._create(
+            "allocations",
+            {
+                "apiVersion": f"{KINDS['allocations']}/{V1ALPHA1}",
+                "kind": "Allocation",
+                "metadata": {"name": name, "namespace": self._namespace},
+                "spec": {
+                    "contract": {
+                        "name": contract["metadata"]["name"],
+                        "namespace": self._namespace,
+                    },
+                    "forwarding": False,
+                },
+            },
+        )
+        allocation = await self._wait(
+            "allocations",
+            name,
+            lambda a: (a.get("status") or {}).get("status") in ("Active", "Error"),
+            self._timeouts.allocation,
+            "the allocation",
+        )
+        if allocation["status"]["status"] != "Active":
+            raise AllocationFailed(f"the allocation failed: {allocation['status'].get('message')}")
+        tenant_name, _ = workload.ids(intent.name)
+        tenant_uid = await self._ensure_tenant(tenant_name)
+        await self._apply_core(workload.namespace(intent.name, tenant_uid))
+        await self._apply_core(workload.offloading(name, liqo_id))
+        offloading = await self._wait(
+            "namespaceoffloadings",
+            "offloading",
+            lambda o: (
+                (o.get("status") or {}).get("offloadingPhase")
+                in ("Ready", "NoClusterSelected", "AllFailed")
+            ),
+            self._timeouts.allocation,
+            "the namespace offloading of",
+            where=(workload.LIQO_OFFLOADING_GROUP, workload.LIQO_OFFLOADING_VERSION, name),
+        )
+        if offloading["status"]["offloadingPhase"] != "Ready":
+            raise AllocationFailed(
+                f"Liqo could not offload {name}: {offloading['status']['offloadingPhase']}"
+            )
+        for manifest in workload.manifests(intent, liqo_id):
+            await self._apply_core(manifest)
+        await self._wait_pods_running(name, intent)
+        return workload.endpoint(intent)
+
+    async def _wait_pods_running(self, namespace: str, intent: intent_pb2.Intent) -> None:
+        from kubernetes import watch
+
+        _, intent_id = workload.ids(intent.name)
+        selector_text = f"{workload.INTENT_LABEL}={intent_id}"
+        wanted = max(1, intent.workload.scaling.min_replicas)
+        if intent.workload.type == intent_pb2.WORKLOAD_TYPE_JOB:
+            wanted = max(1, intent.workload.batch.parallel_tasks)
+
+        def run() -> bool:
+            deadline = time.monotonic() + self._timeouts.pods
+            while time.monotonic() < deadline:
+                listed = self._core.list_namespaced_pod(namespace, label_selector=selector_text)
+                running = {p.metadata.name for p in listed.items if p.status.phase == "Running"}
+                if len(running) >= wanted:
+                    return True
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    self._core.list_namespaced_pod,
+                    namespace,
+                    label_selector=selector_text,
+                    resource_version=listed.metadata.resource_version,
+                    timeout_seconds=max(1, int(deadline - time.monotonic())),
+                )
+                for event in stream:
+                    pod = event["object"]
+                    if pod.status.phase == "Running":
+                        running.add(pod.metadata.name)
+                    else:
+                        running.discard(pod.metadata.name)
+                    if len(running) >= wanted:
+                        return True
+            return False
+
+        if not await asyncio.to_thread(run):
+            raise AllocationFailed(
+                f"the workload's pods did not run within {self._timeouts.pods:.0f} s"
+            )
+
+    # -- release -------------------------------------------------------------------
+
+    async def release(self, intent: intent_pb2.Intent) -> None:
+        name = workload.resource_name(intent.name)
+        await self._delete_core_namespace(name)
+        reservation = await self._get("reservations", name)
+        contract = ((reservation or {}).get("status") or {}).get("contract") or {}
+        for plural, object_name in (
+            ("allocations", name),
+            ("contracts", contract.get("name", "")),
+            ("reservations", name),
+            ("solvers", name),
+        ):
+            if object_name:
+                await self._delete(plural, object_name)
+        if self._holds.pop(intent.name, None) is not None:
+            self._notify()
+
+    # -- Kubernetes helpers ------------------------------------------------------------
+
+    async def _get(self, plural: str, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        if not name:
+            return None
+        try:
+            found: dict[str, Any] = await asyncio.to_thread(
+                self._custom.get_namespaced_custom_object,
+                KINDS[plural],
+                V1ALPHA1,
+                self._namespace,
+                plural,
+                name,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    async def _create(self, plural: str, body: dict[str, Any]) -> None:
+        """Creates `body` unless an object of its name exists (a retried step)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            await asyncio.to_thread(
+                self._custom.create_namespaced_custom_object,
+                KINDS[plural],
+                V1ALPHA1,
+                self._namespace,
+                plural,
+                body,
+            )
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
+    async def _delete(self, plural: str, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        with contextlib.suppress(ApiException):
+            await asyncio.to_thread(
+                self._custom.delete_namespaced_custom_object,
+                KINDS[plural],
+                V1ALPHA1,
+                self._namespace,
+                plural,
+                name,
+            )
+
+    async def _wait(
+        self,
+        plural: str,
+        name: str,
+        done: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        what: str,
+        *,
+        where: tuple[str, str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Watches one object until `done` holds; raises AllocationFailed on timeout.
+        `where` is (group, version, namespace) when it is not a FLUIDOS resource."""
+        from kubernetes import watch
+
+        group, version, namespace = where or (KINDS[plural], V1ALPHA1, self._namespace)
+        selected = f"metadata.name={name}"
+
+        def run() -> dict[str, Any] | None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                listed = self._custom.list_namespaced_custom_object(
+                    group, version, namespace, plural, field_selector=selected
+                )
+                for item in listed["items"]:
+                    if done(item):
+                        return dict(item)
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    self._custom.list_namespaced_custom_object,
+                    group,
+                    version,
+                    namespace,
+                    plural,
+                    field_selector=selected,
+                    resource_version=listed["metadata"]["resourceVersion"],
+                    timeout_seconds=max(1, int(deadline - time.monotonic())),
+                )
+                for event in stream:
+                    if event["type"] != "DELETED" and done(event["object"]):
+                        return dict(event["object"])
+            return None
+
+        found = await asyncio.to_thread(run)
+        if found is None:
+            raise AllocationFailed(f"{what} {name} did not finish within {timeout:.0f} s")
+        return found
+
+    async def _ensure_tenant(self, name: str) -> str:
+        from kubernetes.client.exceptions import ApiException
+
+        def run() -> str:
+            where = ("capsule.clastix.io", "v1beta2", "tenants")
+            try:
+                found = self._custom.create_cluster_custom_object(*where, workload.tenant(name))
+            except ApiException as error:
+                if error.status != 409:  # 409: it is there already
+                    raise
+                found = self._custom.get_cluster_custom_object(*where, name)
+            return str(found["metadata"]["uid"])
+
+        return await asyncio.to_thread(run)
+
+    async def _apply_core(self, manifest: dict[str, Any]) -> None:
+        """Creates a manifest, or leaves it when it exists (a retried step)."""
+        from kubernetes import utils
+        from kubernetes.client.exceptions import ApiException
+
+        def run() -> None:
+            group, _, version = manifest["apiVersion"].rpartition("/")
+            if group.endswith(".liqo.io") or group.endswith(".clastix.io"):
+                try:
+                    self._custom.create_namespaced_custom_object(
+                        group,
+                        version,
+                        manifest["metadata"]["namespace"],
+                        f"{manifest['kind'].lower()}s",
+                        manifest,
+                    )
+                except ApiException as error:
+                    if error.status != 409:
+                        raise
+                return
+            try:
+                utils.create_from_dict(self._api, manifest)  # type: ignore[no-untyped-call]
+            except utils.FailToCreateError as failure:
+                if any(e.status != 409 for e in failure.api_exceptions):
+                    raise
+
+        await asyncio.to_thread(run)
+
+    async def _delete_core_namespace(self, name: str) -> None:
+        """Deletes the namespace and waits until it is gone (its workload with it)."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        def run() -> bool:
+            try:
+                self._core.delete_namespace(name)
+            except ApiException as error:
+                if error.status == 404:
+                    return True
+                raise
+            deadline = time.monotonic() + self._timeouts.pods
+            while time.monotonic() < deadline:
+                listed = self._core.list_namespace(field_selector=f"metadata.name={name}")
+                if not listed.items:
+                    return True
+                for event in watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    self._core.list_namespace,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=listed.metadata.resource_version,
+                    timeout_seconds=max(1, int(deadline - time.monotonic())),
+                ):
+                    if event["type"] == "DELETED":
+                        return True
+            return False
+
+        if not await asyncio.to_thread(run):
+            log.warning("namespace %s is still being deleted", name)
+
+
+def _phase(resource: Mapping[str, Any]) -> str:
+    return str(((resource.get("status") or {}).get("phase") or {}).get("phase") or "")
+
+
+def _candidate_of(offer_name: str) -> str:
+    """providers/{provider}/offers/{candidate} -> candidate."""
+    return offer_name.rsplit("/", 1)[-1]
+
+
+def _unavailable(offer: Offer) -> Offer:
+    from dataclasses import replace
+
+    return replace(offer, gpus_free=0, healthy=False)

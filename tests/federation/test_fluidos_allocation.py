@@ -1,0 +1,154 @@
+"""From a placed intent to a running GPU workload through FLUIDOS, on real API
+servers: FLARE's choice by objective (not the first candidate) reserved,
+contracted and allocated; the pods scheduled by the real kube-scheduler on the
+provider's virtual node with their GPU limits; a request that fits nowhere
+queued; a refused reservation planned again elsewhere; cancel leaving nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from controlplane.federation.fluidos import workload
+from flare.v1 import intent_pb2, intent_service_pb2
+from tests.controlplane_fixtures import Running
+from tests.federation.conftest import World
+from tests.intents import SEED_INFERENCE, SEED_TRAINING, gpu_job, intent_from
+
+pytestmark = pytest.mark.k8s
+
+FLUIDOS_KINDS = (
+    ("nodecore.fluidos.eu", "solvers"),
+    ("reservation.fluidos.eu", "reservations"),
+    ("reservation.fluidos.eu", "contracts"),
+    ("nodecore.fluidos.eu", "allocations"),
+)
+
+
+async def create(plane: Running, intent: intent_pb2.Intent) -> str:
+    reply = await plane.intents.CreateIntent(
+        intent_service_pb2.CreateIntentRequest(intent=intent), metadata=plane.metadata()
+    )
+    return reply.intent.name
+
+
+async def get(plane: Running, name: str) -> intent_pb2.Intent:
+    reply = await plane.intents.GetIntent(
+        intent_service_pb2.GetIntentRequest(name=name), metadata=plane.metadata()
+    )
+    return reply.intent
+
+
+async def until_state(
+    plane: Running, name: str, *states: int, timeout: float = 120
+) -> intent_pb2.Intent:
+    deadline = time.monotonic() + timeout
+    while True:
+        intent = await get(plane, name)
+        if intent.state in states:
+            return intent
+        assert time.monotonic() < deadline, (
+            f"{name} is {intent_pb2.State.Name(intent.state)}: {intent.state_message}"
+        )
+        await asyncio.sleep(0.2)
+
+
+async def cancel(plane: Running, name: str) -> None:
+    await plane.intents.CancelIntent(
+        intent_service_pb2.CancelIntentRequest(name=name), metadata=plane.metadata()
+    )
+    await until_state(plane, name, intent_pb2.STATE_CANCELLED)
+
+
+def pods(world: World, name: str) -> list[Any]:
+    from kubernetes import client
+
+    listed = client.CoreV1Api(world.consumer).list_namespaced_pod(workload.resource_name(name))
+    return list(listed.items)
+
+
+def leftovers(world: World, name: str) -> list[str]:
+    """Every object of the intent that still exists, by kind."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    resource = workload.resource_name(name)
+    custom: Any = client.CustomObjectsApi(world.consumer)
+    found = []
+    for group, plural in FLUIDOS_KINDS:
+        for item in custom.list_namespaced_custom_object(group, "v1alpha1", "fluidos", plural)[
+            "items"
+        ]:
+            if resource in item["metadata"]["name"]:
+                found.append(f"{plural}/{item['metadata']['name']}")
+    try:
+        client.CoreV1Api(world.consumer).read_namespace(resource)
+        found.append(f"namespaces/{resource}")
+    except ApiException as error:
+        assert error.status == 404
+    offloadings = custom.list_cluster_custom_object(
+        "offloading.liqo.io", "v1beta1", "namespaceoffloadings"
+    )["items"]
+    found += [
+        f"namespaceoffloadings/{o['metadata']['namespace']}"
+        for o in offloadings
+        if o["metadata"]["namespace"] == resource
+    ]
+    return found
+
+
+async def test_the_seeds_intents_run_where_their_objectives_say(
+    fluidos_world: World, fluidos_plane: Running
+) -> None:
+    training = await create(fluidos_plane, intent_from(SEED_TRAINING))
+    inference = await create(fluidos_plane, intent_from(SEED_INFERENCE))
+    placed_training = await until_state(fluidos_plane, training, intent_pb2.STATE_RUNNING)
+    placed_inference = await until_state(fluidos_plane, inference, intent_pb2.STATE_RUNNING)
+    # Cheapest A100s: provider-2 (the first candidate, provider-1, costs 2.00).
+    assert placed_training.placement.provider == "provider-2"
+    # Nearest: provider-3 (5 ms).
+    assert placed_inference.placement.provider == "provider-3"
+    assert placed_inference.endpoint == "https://llm-api.mycompany.com"
+    reasons = [change.reason for change in placed_training.history]
+    assert reasons[-3:] == ["Placed", "Reserved", "Running"]
+    for name, provider, gpus in ((training, "provider-2", "4"), (inference, "provider-3", "1")):
+        [pod] = [p for p in pods(fluidos_world, name) if p.status.phase == "Running"]
+        assert pod.spec.node_name == f"liqo-{provider}"  # placed by the real scheduler
+        limits = pod.spec.containers[0].resources.limits
+        assert limits["nvidia.com/gpu"] == gpus  # the GPU limits the earlier FLARE forgot
+    for name in (training, inference):
+        await cancel(fluidos_plane, name)
+        assert leftovers(fluidos_world, name) == []
+
+
+async def test_a_request_that_fits_nowhere_stays_queued(
+    fluidos_world: World, fluidos_plane: Running
+) -> None:
+    name = await create(fluidos_plane, gpu_job("too-big", model="nvidia-a100", count=16))
+    queued = await until_state(fluidos_plane, name, intent_pb2.STATE_QUEUED)
+    assert "no offer fits" in queued.state_message
+    await asyncio.sleep(1)
+    assert (await get(fluidos_plane, name)).state == intent_pb2.STATE_QUEUED
+    await cancel(fluidos_plane, name)
+    assert leftovers(fluidos_world, name) == []
+
+
+async def test_a_refused_reservation_plans_again_on_the_next_candidate(
+    fluidos_world: World, fluidos_plane: Running
+) -> None:
+    fluidos_world.fake.refusing.add("provider-2")
+    try:
+        name = await create(fluidos_plane, gpu_job("refused", model="nvidia-a100", count=2))
+        running = await until_state(fluidos_plane, name, intent_pb2.STATE_RUNNING)
+    finally:
+        fluidos_world.fake.refusing.clear()
+    assert running.placement.provider == "provider-3"  # the next cheapest
+    reasons = [change.reason for change in running.history]
+    assert "ReservationFailed" in reasons
+    failed = next(c for c in running.history if c.reason == "ReservationFailed")
+    assert "refused" in failed.message
+    await cancel(fluidos_plane, name)
+    assert leftovers(fluidos_world, name) == []
