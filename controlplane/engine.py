@@ -204,7 +204,7 @@ class IntentEngine:
 
     async def _reserving(self, intent: intent_pb2.Intent) -> bool:
         try:
-            await self._federation.reserve(intent)
+            reserved = await self._federation.reserve(intent)
         except CapacityGone as gone:
             replans = sum(1 for t in intent.history if t.reason == "ReservationFailed")
             if replans >= MAX_REPLANS:
@@ -216,7 +216,7 @@ class IntentEngine:
                 )
                 is not None
             )
-        moved = await self._transition(intent, lifecycle.DEPLOYING, "Reserved", "GPUs reserved")
+        moved = await self._transition(intent, lifecycle.DEPLOYING, "Reserved", reserved)
         if moved is None:
             # Cancelled meanwhile: CANCELLING releases what we now hold.
             self.kick(intent.name)

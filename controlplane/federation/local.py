@@ -152,8 +152,10 @@ class LocalFederation:
     async def offers(self) -> OfferTable:
         return self._current().with_free(self._free())
 
-    async def reserve(self, intent: intent_pb2.Intent) -> None:
+    async def reserve(self, intent: intent_pb2.Intent) -> str:
         self._hold(intent, strict=True)
+        gpus = sum(n.gpu_count for n in intent.placement.nodes)
+        return f"{gpus} GPUs held on {intent.placement.offer}"
 
     def _hold(self, intent: intent_pb2.Intent, *, strict: bool) -> None:
         if intent.name in self._holds:

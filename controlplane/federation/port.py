@@ -18,9 +18,10 @@ class Federation(Protocol):
         """Every offer, with free capacity as of now (a snapshot: later
         reservations do not change it)."""
 
-    async def reserve(self, intent: intent_pb2.Intent) -> None:
-        """Hold the GPUs of intent.placement for the intent. Idempotent per
-        intent name. Raises CapacityGone."""
+    async def reserve(self, intent: intent_pb2.Intent) -> str:
+        """Hold the GPUs of intent.placement for the intent; returns what was
+        reserved, for the intent's history. Idempotent per intent name. Raises
+        CapacityGone."""
 
     async def deploy(self, intent: intent_pb2.Intent) -> str:
         """Start the workload on the reserved GPUs; returns its endpoint URL

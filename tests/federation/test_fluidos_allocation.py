@@ -15,7 +15,7 @@ import pytest
 from controlplane.federation.fluidos import workload
 from flare.v1 import intent_pb2, intent_service_pb2
 from tests.controlplane_fixtures import Running
-from tests.federation.conftest import World
+from tests.federation.world import World
 from tests.intents import SEED_INFERENCE, SEED_TRAINING, gpu_job, intent_from
 
 pytestmark = pytest.mark.k8s
@@ -114,6 +114,8 @@ async def test_the_seeds_intents_run_where_their_objectives_say(
     assert placed_inference.endpoint == "https://llm-api.mycompany.com"
     reasons = [change.reason for change in placed_training.history]
     assert reasons[-3:] == ["Placed", "Reserved", "Running"]
+    reserved = next(c for c in placed_training.history if c.reason == "Reserved")
+    assert "contract contract-" in reserved.message and "peeringcandidate-" in reserved.message
     for name, provider, gpus in ((training, "provider-2", "4"), (inference, "provider-3", "1")):
         [pod] = [p for p in pods(fluidos_world, name) if p.status.phase == "Running"]
         assert pod.spec.node_name == f"liqo-{provider}"  # placed by the real scheduler

@@ -42,10 +42,10 @@ class GatedFederation(LocalFederation):
         self.gate = asyncio.Event()
         self.reserving = asyncio.Event()
 
-    async def reserve(self, intent: intent_pb2.Intent) -> None:
+    async def reserve(self, intent: intent_pb2.Intent) -> str:
         self.reserving.set()
         await self.gate.wait()
-        await super().reserve(intent)
+        return await super().reserve(intent)
 
 
 @pytest.fixture

@@ -111,6 +111,9 @@ class FluidosFederation:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._synced = threading.Event()
+        # Seconds each intent spent waiting for FLUIDOS, Liqo and the pods (the rest of
+        # its way to RUNNING is FLARE's own work), for the allocation benchmark.
+        self.waited: dict[str, float] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -158,6 +161,8 @@ class FluidosFederation:
                     log.warning("watching PeeringCandidates failed: %s", error.reason)
                     self._stop.wait(1.0)
             except Exception as error:  # the API server went away: try again
+                if self._stop.is_set():
+                    return
                 log.warning("watching PeeringCandidates failed: %s", error)
                 self._stop.wait(1.0)
 
@@ -221,7 +226,7 @@ class FluidosFederation:
 
     # -- reserve -------------------------------------------------------------------
 
-    async def reserve(self, intent: intent_pb2.Intent) -> None:
+    async def reserve(self, intent: intent_pb2.Intent) -> str:
         candidate_name = _candidate_of(intent.placement.offer)
         candidate = self._candidates.get(candidate_name)
         if candidate is None:
@@ -275,11 +280,12 @@ class FluidosFederation:
         )
         try:
             reservation = await self._wait(
+                intent.name,
                 "reservations",
                 name,
                 lambda r: _phase(r) in FAILED_PHASES or _phase(r) == "Solved",
-                self._timeouts.reservation,
-                "the reservation",
+                timeout=self._timeouts.reservation,
+                what="the reservation",
             )
         except AllocationFailed as error:
             self._block(candidate_name)
@@ -291,6 +297,8 @@ class FluidosFederation:
             await self.release(intent)
             raise CapacityGone(f"the reservation {_phase(reservation).lower()}: {message}")
         self._holds[intent.name] = (candidate_name, gpus)
+        contract = ((reservation.get("status") or {}).get("contract") or {}).get("name", "")
+        return f"reservation {name} solved: contract {contract} for {gpus} GPUs of {candidate_name}"
 
     def _block(self, candidate: str) -> None:
         self._blocked[candidate] = time.monotonic() + self._timeouts.blocked
@@ -322,11 +330,12 @@ class FluidosFederation:
             },
         )
         allocation = await self._wait(
+            intent.name,
             "allocations",
             name,
             lambda a: (a.get("status") or {}).get("status") in ("Active", "Error"),
-            self._timeouts.allocation,
-            "the allocation",
+            timeout=self._timeouts.allocation,
+            what="the allocation",
         )
         if allocation["status"]["status"] != "Active":
             raise AllocationFailed(f"the allocation failed: {allocation['status'].get('message')}")
@@ -335,14 +344,15 @@ class FluidosFederation:
         await self._apply_core(workload.namespace(intent.name, tenant_uid))
         await self._apply_core(workload.offloading(name, liqo_id))
         offloading = await self._wait(
+            intent.name,
             "namespaceoffloadings",
             "offloading",
             lambda o: (
                 (o.get("status") or {}).get("offloadingPhase")
                 in ("Ready", "NoClusterSelected", "AllFailed")
             ),
-            self._timeouts.allocation,
-            "the namespace offloading of",
+            timeout=self._timeouts.allocation,
+            what="the namespace offloading of",
             where=(workload.LIQO_OFFLOADING_GROUP, workload.LIQO_OFFLOADING_VERSION, name),
         )
         if offloading["status"]["offloadingPhase"] != "Ready":
@@ -351,7 +361,11 @@ class FluidosFederation:
             )
         for manifest in workload.manifests(intent, liqo_id):
             await self._apply_core(manifest)
-        await self._wait_pods_running(name, intent)
+        started = time.monotonic()
+        try:
+            await self._wait_pods_running(name, intent)
+        finally:
+            self._add_wait(intent.name, time.monotonic() - started)
         return workload.endpoint(intent)
 
     async def _wait_pods_running(self, namespace: str, intent: intent_pb2.Intent) -> None:
@@ -407,6 +421,7 @@ class FluidosFederation:
         ):
             if object_name:
                 await self._delete(plural, object_name)
+        self.waited.pop(intent.name, None)
         if self._holds.pop(intent.name, None) is not None:
             self._notify()
 
@@ -462,14 +477,18 @@ class FluidosFederation:
                 name,
             )
 
+    def _add_wait(self, intent: str, seconds: float) -> None:
+        self.waited[intent] = self.waited.get(intent, 0.0) + seconds
+
     async def _wait(
         self,
+        intent: str,
         plural: str,
         name: str,
         done: Callable[[dict[str, Any]], bool],
+        *,
         timeout: float,
         what: str,
-        *,
         where: tuple[str, str, str] | None = None,
     ) -> dict[str, Any]:
         """Watches one object until `done` holds; raises AllocationFailed on timeout.
@@ -503,7 +522,11 @@ class FluidosFederation:
                         return dict(event["object"])
             return None
 
-        found = await asyncio.to_thread(run)
+        started = time.monotonic()
+        try:
+            found = await asyncio.to_thread(run)
+        finally:
+            self._add_wait(intent, time.monotonic() - started)
         if found is None:
             raise AllocationFailed(f"{what} {name} did not finish within {timeout:.0f} s")
         return found
