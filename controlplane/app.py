@@ -85,6 +85,7 @@ class ControlPlane:
                 _kube_client(settings.kubeconfig),
                 settings.fluidos_identity,
                 rates=settings.exchange_rates,
+                progress=self._note,
             )
             self.federation = self.fluidos
         else:
@@ -227,16 +228,19 @@ class ControlPlane:
             task.add_done_callback(self._telling.discard)
 
     async def _tell(self, notice: Notice) -> None:
-        def change(intent: intent_pb2.Intent) -> intent_pb2.Intent:
-            return lifecycle.noted(
-                intent, reason=notice.reason, message=notice.message, now=utc_now()
-            )
-
         log.warning(notice.message, extra={"intent": notice.intent, "reason": notice.reason})
+        await self._note(notice.intent, notice.reason, notice.message)
+
+    async def _note(self, name: str, reason: str, message: str) -> None:
+        """An event in an intent's history that changes no state."""
+
+        def change(intent: intent_pb2.Intent) -> intent_pb2.Intent:
+            return lifecycle.noted(intent, reason=reason, message=message, now=utc_now())
+
         try:
-            await self.store.update(notice.intent, change)
+            await self.store.update(name, change)
         except FlareError as error:  # the intent is gone meanwhile: nothing to tell
-            log.info("notice not recorded: %s", error, extra={"intent": notice.intent})
+            log.info("event not recorded: %s", error, extra={"intent": name})
 
     def usage(self, intent: intent_pb2.Intent) -> intent_pb2.IntentUsage:
         gpus = []

@@ -3,16 +3,18 @@ not FLUIDOS. It advances the custom resources in the consumer cluster the way
 the reference describes the real controllers doing it
 (../shared/reference/fluidos-and-flare.md §2), with none of their networking:
 
-- discovery: every provider cluster's Flavors become PeeringCandidates
-  `peeringcandidate-<flavor>` in the consumer's `fluidos` namespace;
+- discovery: while a Solver asks to find candidates, every provider cluster's
+  Flavors become PeeringCandidates `peeringcandidate-<flavor>` in the
+  consumer's `fluidos` namespace (and the Solver's find phase is Solved);
 - contract-manager: a Reservation that asks to reserve and purchase gets a
   Transaction in the provider cluster and a Contract `contract-<reservation>`
   in the consumer, then phase Solved with the contract referenced — or phase
   Failed, for a provider the test marks as refusing;
 - rear-manager (Allocation side) and Liqo: an Allocation of a Contract gets the
   provider's virtual node `liqo-<provider>` (a kwok Node carrying the
-  contracted GPUs, labelled and tainted like Liqo's), then status Active; when
-  the last Allocation of a provider goes, so does its virtual node;
+  contracted GPUs, labelled and tainted like Liqo's), then status Active — or
+  Error, for a provider the test marks as unpeerable; when the last Allocation
+  of a provider goes, so does its virtual node;
 - Liqo: a NamespaceOffloading gets offloadingPhase Ready;
 - the provider's storage: a PersistentVolumeClaim in an offloaded namespace
   gets a PersistentVolume of its size, bound to it.
@@ -69,6 +71,8 @@ class FakeFluidos:
     period: float = 0.1
     # Providers whose contract-manager refuses every reservation.
     refusing: set[str] = field(default_factory=set)
+    # Providers whose peering fails: their Allocations end in Error.
+    unpeerable: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -85,7 +89,7 @@ class FakeFluidos:
         self._reservations = kind(self.consumer, "reservation.fluidos.eu", "reservations")
         self._contracts = kind(self.consumer, "reservation.fluidos.eu", "contracts")
         self._allocations = kind(self.consumer, "nodecore.fluidos.eu", "allocations")
-        self._offloadings = kind(self.consumer, "offloading.liqo.io", "namespaceoffloadings")
+        self._solvers = kind(self.consumer, "nodecore.fluidos.eu", "solvers")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-fluidos", daemon=True)
 
@@ -115,6 +119,21 @@ class FakeFluidos:
     # -- discovery -----------------------------------------------------------------
 
     def _discover(self) -> None:
+        # Discovery runs for Solvers that ask to find candidates, as the solver controller's
+        # Discovery does; with none, the consumer learns of no Flavor.
+        finders = [
+            s for s in self._solvers.list(NAMESPACE)["items"] if s["spec"].get("findCandidate")
+        ]
+        if not finders:
+            return
+        for solver in finders:
+            if (solver.get("status") or {}).get("findCandidate") != "Solved":
+                solver["status"] = {
+                    "findCandidate": "Solved",
+                    "discoveryPhase": "Solved",
+                    "solverPhase": _phase("Solved", "candidates found"),
+                }
+                self._solvers.replace_status(NAMESPACE, solver)
         wanted: dict[str, dict[str, Any]] = {}
         for provider in self.providers:
             for flavor in self._flavors[provider.name].list(NAMESPACE)["items"]:
@@ -226,19 +245,26 @@ class FakeFluidos:
         for allocation in self._allocations.list(NAMESPACE)["items"]:
             contract = self._contracts.get(NAMESPACE, allocation["spec"]["contract"]["name"])
             provider = contract["spec"]["peeringTargetCredentials"]["liqoID"]
+            status = (allocation.get("status") or {}).get("status")
+            if status is None:
+                peered = provider not in self.unpeerable
+                status = "Active" if peered else "Error"
+                allocation["status"] = {
+                    "status": status,
+                    "message": f"peered with {provider}"
+                    if peered
+                    else f"the peering with {provider} failed",
+                    "lastUpdateTime": _now(),
+                }
+                self._allocations.replace_status(NAMESPACE, allocation)
+            if status != "Active":
+                continue
             configuration = (contract["spec"].get("configuration") or {}).get("data") or {}
             gpu = configuration.get("gpu") or {}
             vendor = str(gpu.get("model", "nvidia-")).split("-", 1)[0]
             resource = GPU_RESOURCE.get(vendor, GPU_RESOURCE["nvidia"])
             held = gpus.setdefault(provider, {})
             held[resource] = held.get(resource, 0) + int(gpu.get("cores") or 0)
-            if (allocation.get("status") or {}).get("status") != "Active":
-                allocation["status"] = {
-                    "status": "Active",
-                    "message": f"peered with {provider}",
-                    "lastUpdateTime": _now(),
-                }
-                self._allocations.replace_status(NAMESPACE, allocation)
         self._virtual_nodes(core, gpus)
 
     def _virtual_nodes(self, core: Any, gpus: dict[str, dict[str, int]]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,7 +114,7 @@ async def test_the_seeds_intents_run_where_their_objectives_say(
     assert placed_inference.placement.provider == "provider-3"
     assert placed_inference.endpoint == "https://llm-api.mycompany.com"
     reasons = [change.reason for change in placed_training.history]
-    assert reasons[-3:] == ["Placed", "Reserved", "Running"]
+    assert reasons[-5:] == ["Placed", "Reserved", "AllocationActive", "Offloaded", "Running"]
     reserved = next(c for c in placed_training.history if c.reason == "Reserved")
     assert "contract contract-" in reserved.message and "peeringcandidate-" in reserved.message
     for name, provider, gpus in ((training, "provider-2", "4"), (inference, "provider-3", "1")):
@@ -154,3 +155,57 @@ async def test_a_refused_reservation_plans_again_on_the_next_candidate(
     assert "refused" in failed.message
     await cancel(fluidos_plane, name)
     assert leftovers(fluidos_world, name) == []
+
+
+async def test_a_failed_peering_releases_everything_and_plans_again(
+    fluidos_world: World, fluidos_plane: Running
+) -> None:
+    fluidos_world.fake.unpeerable.add("provider-2")
+    try:
+        name = await create(fluidos_plane, gpu_job("unpeered", model="nvidia-a100", count=2))
+        running = await until_state(fluidos_plane, name, intent_pb2.STATE_RUNNING)
+    finally:
+        fluidos_world.fake.unpeerable.clear()
+    assert running.placement.provider == "provider-3"
+    failed = next(c for c in running.history if c.reason == "DeployFailed")
+    assert "peering with provider-2 failed" in failed.message
+    await cancel(fluidos_plane, name)
+    assert leftovers(fluidos_world, name) == []
+
+
+def test_flare_keeps_a_discovery_solver_for_the_candidates(
+    fluidos_world: World, fluidos_plane: Running
+) -> None:
+    from kubernetes import client
+
+    custom: Any = client.CustomObjectsApi(fluidos_world.consumer)
+    solver = custom.get_namespaced_custom_object(
+        "nodecore.fluidos.eu", "v1alpha1", "fluidos", "solvers", "flare-discovery"
+    )
+    assert solver["spec"]["findCandidate"] is True
+    assert solver["spec"]["reserveAndBuy"] is False
+    assert solver["status"]["findCandidate"] == "Solved"
+
+
+def test_the_control_plane_command_runs_against_the_consumer_cluster(
+    fluidos_world: World, tmp_path: Path
+) -> None:
+    import grpc
+
+    from flare.v1 import offer_service_pb2, offer_service_pb2_grpc
+    from tests.controlplane_process import running
+
+    kubeconfig = str(fluidos_world.federation.consumer.kubeconfig)
+    with (
+        running(tmp_path / "cp", "--kubeconfig", kubeconfig) as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
+        reply = offer_service_pb2_grpc.OfferServiceStub(channel).ListOffers(
+            offer_service_pb2.ListOffersRequest(),
+            metadata=(("authorization", f"Bearer {server.admin_token}"),),
+            timeout=30,
+        )
+    assert {o.provider for o in reply.offers} == {"provider-1", "provider-2", "provider-3"}
+    assert all(
+        o.name.startswith(f"providers/{o.provider}/offers/peeringcandidate-") for o in reply.offers
+    )

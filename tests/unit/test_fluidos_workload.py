@@ -76,3 +76,20 @@ def test_the_namespace_belongs_to_the_tenant_and_offloads_to_the_contract() -> N
 def test_long_names_stay_valid_dns_labels() -> None:
     name = workload.resource_name("tenants/" + "t" * 60 + "/intents/" + "i" * 60)
     assert len(name) <= 63 and name.startswith("flare-t")
+
+
+def test_auto_scaling_gets_an_autoscaler_within_the_intents_bounds() -> None:
+    intent = placed(SEED_INFERENCE, "llm", 1)
+    intent.workload.scaling.auto_scale = True
+    intent.workload.scaling.min_replicas = 1
+    intent.workload.scaling.max_replicas = 4
+    intent.workload.scaling.target_cpu_percent = 60
+    intent.workload.scaling.target_gpu_percent = 80
+    autoscaler = by_kind(workload.manifests(intent, "p"))["HorizontalPodAutoscaler"]
+    spec = autoscaler["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 4)
+    assert spec["scaleTargetRef"]["kind"] == "Deployment"
+    assert spec["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+    assert autoscaler["metadata"]["annotations"]["flare.fluidos.eu/target-gpu-percent"] == "80"
+    fixed = placed(SEED_INFERENCE, "llm", 1)
+    assert "HorizontalPodAutoscaler" not in by_kind(workload.manifests(fixed, "p"))

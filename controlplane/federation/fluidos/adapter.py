@@ -27,7 +27,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,12 @@ KINDS = {
     "contracts": "reservation.fluidos.eu",
 }
 FAILED_PHASES = frozenset({"Failed", "Timed Out"})
+# The standing Solver that keeps the PeeringCandidates current (find only, no filters).
+DISCOVERY_SOLVER = "flare-discovery"
+
+
+# progress(intent name, reason, message): a step of the way, for the intent's history.
+Progress = Callable[[str, str, str], Awaitable[None]]
 
 
 class AllocationFailed(FailedPrecondition):
@@ -91,6 +97,7 @@ class FluidosFederation:
         rates: Mapping[str, Decimal] = DEFAULT_RATES_PER_EUR,
         timeouts: Timeouts | None = None,
         namespace: str = FLUIDOS,
+        progress: Progress | None = None,
     ) -> None:
         from kubernetes import client
 
@@ -102,6 +109,7 @@ class FluidosFederation:
         self._rates = rates
         self._timeouts = timeouts or Timeouts()
         self._namespace = namespace
+        self._progress = progress
         self._candidates: dict[str, dict[str, Any]] = {}
         self._blocked: dict[str, float] = {}  # candidate name -> monotonic time it is free again
         self._holds: dict[str, tuple[str, int]] = {}  # intent -> (candidate, GPUs)
@@ -118,8 +126,24 @@ class FluidosFederation:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Lists the PeeringCandidates, then keeps watching them."""
+        """Asks FLUIDOS to discover every K8Slice Flavor (a standing discovery Solver),
+        lists the PeeringCandidates, then keeps watching them."""
         self._loop = asyncio.get_running_loop()
+        await self._create(
+            "solvers",
+            {
+                "apiVersion": f"{KINDS['solvers']}/{V1ALPHA1}",
+                "kind": "Solver",
+                "metadata": {"name": DISCOVERY_SOLVER, "namespace": self._namespace},
+                "spec": {
+                    "intentID": DISCOVERY_SOLVER,
+                    "selector": {"flavorType": "K8Slice", "filters": {}},
+                    "findCandidate": True,
+                    "reserveAndBuy": False,
+                    "establishPeering": False,
+                },
+            },
+        )
         self._watcher = threading.Thread(target=self._watch, name="fluidos-watch", daemon=True)
         self._watcher.start()
         await asyncio.to_thread(self._synced.wait, 30)
@@ -329,16 +353,25 @@ class FluidosFederation:
                 },
             },
         )
-        allocation = await self._wait(
-            intent.name,
-            "allocations",
-            name,
-            lambda a: (a.get("status") or {}).get("status") in ("Active", "Error"),
-            timeout=self._timeouts.allocation,
-            what="the allocation",
+        try:
+            allocation = await self._wait(
+                intent.name,
+                "allocations",
+                name,
+                lambda a: (a.get("status") or {}).get("status") in ("Active", "Error"),
+                timeout=self._timeouts.allocation,
+                what="the allocation",
+            )
+            status = allocation["status"]
+            if status["status"] != "Active":
+                raise AllocationFailed(f"the allocation failed: {status.get('message', '')}")
+        except AllocationFailed:
+            # The provider could not peer: planning again must choose another candidate.
+            self._block(_candidate_of(intent.placement.offer))
+            raise
+        await self._say(
+            intent, "AllocationActive", f"allocation {name} active: {status.get('message', '')}"
         )
-        if allocation["status"]["status"] != "Active":
-            raise AllocationFailed(f"the allocation failed: {allocation['status'].get('message')}")
         tenant_name, _ = workload.ids(intent.name)
         tenant_uid = await self._ensure_tenant(tenant_name)
         await self._apply_core(workload.namespace(intent.name, tenant_uid))
@@ -359,6 +392,7 @@ class FluidosFederation:
             raise AllocationFailed(
                 f"Liqo could not offload {name}: {offloading['status']['offloadingPhase']}"
             )
+        await self._say(intent, "Offloaded", f"namespace {name} offloaded to {liqo_id}")
         for manifest in workload.manifests(intent, liqo_id):
             await self._apply_core(manifest)
         started = time.monotonic()
@@ -367,6 +401,10 @@ class FluidosFederation:
         finally:
             self._add_wait(intent.name, time.monotonic() - started)
         return workload.endpoint(intent)
+
+    async def _say(self, intent: intent_pb2.Intent, reason: str, message: str) -> None:
+        if self._progress is not None:
+            await self._progress(intent.name, reason, message)
 
     async def _wait_pods_running(self, namespace: str, intent: intent_pb2.Intent) -> None:
         from kubernetes import watch

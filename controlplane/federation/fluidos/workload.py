@@ -232,6 +232,36 @@ def manifests(intent: intent_pb2.Intent, liqo_id: str) -> list[dict[str, Any]]:
                 },
             }
         )
+    scaling = workload.scaling
+    if workload.type != intent_pb2.WORKLOAD_TYPE_JOB and scaling.auto_scale:
+        metric = {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {
+                    "type": "Utilization",
+                    "averageUtilization": scaling.target_cpu_percent or 70,
+                },
+            },
+        }
+        autoscaler: dict[str, Any] = {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": dict(metadata),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": max(1, scaling.min_replicas),
+                "maxReplicas": max(1, scaling.min_replicas, scaling.max_replicas),
+                "metrics": [metric],
+            },
+        }
+        if scaling.target_gpu_percent:
+            # GPU utilisation reaches an HPA only through a custom-metrics adapter (e.g.
+            # DCGM's metrics via prometheus-adapter); the target is recorded for it.
+            autoscaler["metadata"]["annotations"] = {
+                "flare.fluidos.eu/target-gpu-percent": str(scaling.target_gpu_percent)
+            }
+        out.append(autoscaler)
     exposed = [p for p in workload.ports if p.expose]
     if workload.ports:
         out.append(
