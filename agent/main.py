@@ -33,7 +33,7 @@ from agent.kube.flavor import flavor_for
 from agent.outbox import Outbox
 from agent.probe.base import Probe, ProbeError
 from agent.probe.select import BACKENDS, open_probe
-from agent.runner import Agent, AgentReport
+from agent.runner import Agent, AgentReport, alive
 from agent.stream import TelemetryStreamer
 from flare import logs
 from flare.money import Money, MoneyError, check_currency, parse_amount, parse_shorthand
@@ -137,6 +137,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=float(env("FLARE_RESYNC", "60")),
         help="seconds between passes over the Node and Flavor (FLARE_RESYNC)",
     )
+    parser.add_argument(
+        "--heartbeat-file",
+        default=env("FLARE_HEARTBEAT_FILE", ""),
+        help="touched after every sample; --health checks it (FLARE_HEARTBEAT_FILE)",
+    )
+    parser.add_argument(
+        "--health",
+        action="store_true",
+        help="exit 0 if the running agent sampled within --health-max-age seconds (a probe)",
+    )
+    parser.add_argument(
+        "--health-max-age", type=float, default=float(env("FLARE_HEALTH_MAX_AGE", "60"))
+    )
     parser.add_argument("--log-level", default=env("FLARE_LOG_LEVEL", "info"))
     parser.add_argument(
         "--log-format", choices=("json", "text"), default=env("FLARE_LOG_FORMAT", "json")
@@ -207,6 +220,11 @@ def _config(args: argparse.Namespace, *, placeholders: bool) -> ProviderConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.health:
+        if not args.heartbeat_file:
+            print("flare-agent: --health needs --heartbeat-file", file=sys.stderr)
+            return 2
+        return 0 if alive(Path(args.heartbeat_file), args.health_max_age) else 1
     try:
         config = _config(args, placeholders=args.once)
         probe = open_probe(
@@ -275,6 +293,7 @@ def _long_running(args: argparse.Namespace, probe: Probe, config: ProviderConfig
         streamer_factory=streamer_factory,
         kube_sync=kube,
         resync_seconds=args.resync,
+        heartbeat=Path(args.heartbeat_file) if args.heartbeat_file else None,
     )
 
 

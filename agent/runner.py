@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeAlias
 
 from agent import wire
@@ -45,6 +47,20 @@ class AgentReport:
     sent_on_resume: int = 0  # messages waiting in the outbox when a stream (re)opened
 
 
+def beat(path: Path) -> None:
+    """Marks the sampling loop alive (the liveness probe reads the file's age)."""
+    path.touch()
+
+
+def alive(path: Path, max_age: float, now: float | None = None) -> bool:
+    """Whether the loop marked itself alive within `max_age` seconds."""
+    try:
+        age = (time.time() if now is None else now) - path.stat().st_mtime
+    except OSError:
+        return False
+    return age <= max_age
+
+
 class Agent:
     def __init__(
         self,
@@ -59,6 +75,7 @@ class Agent:
         kube_sync: KubeSync | None = None,
         resync_seconds: float = 60.0,
         grace_seconds: float = 10.0,
+        heartbeat: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.probe = probe
@@ -72,6 +89,7 @@ class Agent:
         self.kube_sync = kube_sync
         self.resync_seconds = resync_seconds
         self.grace_seconds = grace_seconds
+        self.heartbeat = heartbeat
         self.report = AgentReport()
         self._clock = clock
         self._inventory: Inventory | None = None
@@ -121,6 +139,8 @@ class Agent:
                 await asyncio.to_thread(self.probe.inventory),
                 await asyncio.to_thread(self.probe.sample),
             )
+            if self.heartbeat is not None:
+                beat(self.heartbeat)
             due = max(due + self.interval, loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), due - loop.time())

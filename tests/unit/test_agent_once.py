@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -72,3 +73,16 @@ def test_bad_input_says_what_is_wrong() -> None:
     assert tokenless.returncode == 1 and "needs a token" in tokenless.stderr
     bad_country = agent("--backend", "sim", "--once", "--country", "France")
     assert bad_country.returncode == 1 and "ISO-3166" in bad_country.stderr
+
+
+def test_the_health_probe_reads_the_heartbeat_age(tmp_path: Path) -> None:
+    from agent.runner import alive, beat
+
+    heartbeat = tmp_path / "heartbeat"
+    assert not alive(heartbeat, 60)  # never beaten
+    beat(heartbeat)
+    assert alive(heartbeat, 60)
+    assert not alive(heartbeat, 60, now=heartbeat.stat().st_mtime + 61)
+    ok = agent("--health", "--heartbeat-file", str(heartbeat))
+    stale = agent("--health", "--heartbeat-file", str(heartbeat), "--health-max-age", "-1")
+    assert (ok.returncode, stale.returncode) == (0, 1)

@@ -1,0 +1,201 @@
+"""The agent's manifests under deploy/, applied with server-side apply to a real
+API server: the DaemonSet lands on GPU nodes only, and the admission policy is
+enforced by the API server itself — the agent's identity may patch FLARE's keys
+on its own Node and nothing else."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from tests.harness.cluster import Cluster
+from tests.harness.gpu_nodes import NVIDIA_GPU, create_gpu_node
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+pytestmark = pytest.mark.k8s
+
+AGENT = Path(__file__).resolve().parents[2] / "deploy" / "base" / "agent"
+AGENT_USER = "system:serviceaccount:flare-system:flare-agent"
+NODE_NAME_EXTRA = "authentication.kubernetes.io%2fnode-name"  # percent-encoded "/"
+
+
+def kustomization(folder: Path) -> list[dict[str, Any]]:
+    """The objects of a plain kustomization (a list of resources), in order."""
+    listed = yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"]
+    return [
+        doc
+        for name in listed
+        for doc in yaml.safe_load_all((folder / name).read_text())
+        if doc is not None
+    ]
+
+
+def apply_all(api: ApiClient, objects: list[dict[str, Any]]) -> None:
+    from kubernetes import dynamic
+
+    client = dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]
+    for body in objects:
+        resource = client.resources.get(api_version=body["apiVersion"], kind=body["kind"])
+        resource.server_side_apply(
+            body=body,
+            name=body["metadata"]["name"],
+            namespace=body["metadata"].get("namespace"),
+            field_manager="flare-deploy",
+            force_conflicts=True,
+        )
+
+
+@pytest.fixture(scope="module")
+def agent_installed(
+    k8s_cluster: Cluster, k8s_api_client: Callable[[Cluster], ApiClient]
+) -> Iterator[ApiClient]:
+    api = k8s_api_client(k8s_cluster)
+    apply_all(api, kustomization(AGENT))
+    yield api
+
+
+def agent_client(cluster: Cluster, node: str | None) -> ApiClient:
+    """A client acting as the agent's ServiceAccount, its token bound to `node`."""
+    api = cluster.api_client()
+    headers = {"Impersonate-User": AGENT_USER, "Impersonate-Group": "system:serviceaccounts"}
+    if node is not None:
+        headers[f"Impersonate-Extra-{NODE_NAME_EXTRA}"] = node
+    api.default_headers.update(headers)
+    return api
+
+
+def patch(api: ApiClient, node: str, body: dict[str, Any]) -> int:
+    """Merge-patches a Node; the HTTP status (200, or the refusal's)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        client.CoreV1Api(api).patch_node(node, body)
+    except ApiException as error:
+        return int(error.status)
+    return 200
+
+
+def annotate(key: str, value: str = "1") -> dict[str, Any]:
+    return {"metadata": {"annotations": {key: value}}}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_every_manifest_applies_to_a_real_api_server(agent_installed: ApiClient) -> None:
+    from kubernetes import client
+
+    apps: Any = client.AppsV1Api(agent_installed)
+    daemonset = apps.read_namespaced_daemon_set("flare-agent", "flare-system")
+    [container] = daemonset.spec.template.spec.containers
+    assert container.resources.requests == {"cpu": "10m", "memory": "64Mi"}
+    assert container.security_context.read_only_root_filesystem is True
+    assert daemonset.spec.template.spec.security_context.run_as_non_root is True
+
+
+def test_the_daemonset_runs_on_gpu_nodes_only(
+    agent_installed: ApiClient, k8s_cluster: Cluster
+) -> None:
+    from kubernetes import client
+
+    gpu = unique("gpu-node")
+    plain = unique("cpu-node")
+    create_gpu_node(
+        agent_installed, gpu, {NVIDIA_GPU: 8}, labels={"nvidia.com/gpu.present": "true"}
+    )
+    create_gpu_node(agent_installed, plain, {})
+    core: Any = client.CoreV1Api(agent_installed)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            pods = core.list_namespaced_pod(
+                "flare-system", label_selector="app.kubernetes.io/name=flare-agent"
+            ).items
+            on = {p.spec.node_name for p in pods}
+            if gpu in on:
+                break
+            assert time.monotonic() < deadline, f"no agent pod on {gpu}; pods on {on}"
+            time.sleep(0.2)
+        assert plain not in on
+    finally:
+        core.delete_node(gpu)
+        core.delete_node(plain)
+
+
+def test_the_agent_may_change_only_flares_keys_on_its_own_node(
+    agent_installed: ApiClient, k8s_cluster: Cluster
+) -> None:
+    own = unique("own-node")
+    other = unique("other-node")
+    for name in (own, other):
+        create_gpu_node(agent_installed, name, {NVIDIA_GPU: 1})
+    agent = agent_client(k8s_cluster, own)
+    unbound = agent_client(k8s_cluster, None)
+    try:
+        # The policy takes a moment to be enforced after it is created.
+        deadline = time.monotonic() + 30
+        while patch(agent, other, annotate("gpu.fluidos.eu/count", "8")) != 403:
+            assert time.monotonic() < deadline, "the admission policy is not enforced"
+            time.sleep(0.2)
+        assert patch(agent, own, annotate("gpu.fluidos.eu/count", "8")) == 200
+        assert patch(agent, own, {"metadata": {"labels": {"node.fluidos.eu/gpu": "true"}}}) == 200
+        assert patch(agent, own, annotate("example.com/owner", "me")) == 403
+        assert patch(agent, own, {"metadata": {"labels": {"kubernetes.io/os": "plan9"}}}) == 403
+        assert patch(agent, own, {"spec": {"unschedulable": True}}) == 403
+        assert patch(unbound, own, annotate("gpu.fluidos.eu/count", "8")) == 403
+        # The admin (not the agent) is not bound by the policy.
+        assert patch(agent_installed, own, annotate("example.com/owner", "ops")) == 200
+    finally:
+        from kubernetes import client
+
+        for name in (own, other):
+            client.CoreV1Api(agent_installed).delete_node(name)
+        agent.close()  # type: ignore[no-untyped-call]
+        unbound.close()  # type: ignore[no-untyped-call]
+
+
+def test_the_real_agent_code_works_under_that_policy(
+    agent_installed: ApiClient, k8s_cluster: Cluster
+) -> None:
+    from decimal import Decimal
+
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from agent.config import ProviderConfig
+    from agent.kube.node_writer import NodeWriter
+    from agent.probe.sim import SimProbe
+    from flare.money import Money
+
+    own = unique("own-node")
+    other = unique("other-node")
+    for name in (own, other):
+        create_gpu_node(agent_installed, name, {NVIDIA_GPU: 4})
+    config = ProviderConfig(
+        provider_name="acme", region="eu-west-1", hourly_rate=Money(Decimal("2"), "EUR")
+    )
+    inventory = SimProbe("h100", 4).inventory()
+    agent = agent_client(k8s_cluster, own)
+    try:
+        result = NodeWriter(agent, own).sync(inventory, config)
+        assert result.wrote
+        core: Any = client.CoreV1Api(agent_installed)
+        annotations = core.read_node(own).metadata.annotations
+        assert annotations["gpu.fluidos.eu/count"] == "4"
+        with pytest.raises(ApiException) as refused:
+            NodeWriter(agent, other).sync(inventory, config)
+        assert refused.value.status == 403
+    finally:
+        for name in (own, other):
+            client.CoreV1Api(agent_installed).delete_node(name)
+        agent.close()  # type: ignore[no-untyped-call]
