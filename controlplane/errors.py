@@ -73,7 +73,3 @@ class ResourceExhausted(FlareError):
 
 class Unavailable(FlareError):
     reason = "UNAVAILABLE"
-
-
-class Unimplemented(FlareError):
-    reason = "UNIMPLEMENTED"

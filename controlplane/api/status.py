@@ -23,7 +23,6 @@ CODES: dict[type[errors.FlareError], int] = {
     errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
     errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     errors.Unavailable: code_pb2.UNAVAILABLE,
-    errors.Unimplemented: code_pb2.UNIMPLEMENTED,
 }
 
 
