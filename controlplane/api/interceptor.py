@@ -3,7 +3,9 @@
 Each method needs one scope (METHOD_SCOPES, the one table of them). The
 interceptor checks the bearer token, puts the caller's Principal where the
 servicer finds it (`principal()`), and turns domain errors into statuses.
-Health checking and reflection need no token.
+A request that is not a valid protobuf message is INVALID_ARGUMENT, not the
+UNKNOWN that gRPC's own deserialisation failure would give. Health checking
+and reflection need no token.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import grpc
 
 from controlplane import auth
 from controlplane.api.status import to_grpc_status
-from controlplane.errors import FlareError
+from controlplane.errors import FlareError, InvalidArgument
+from flare.violation import FieldViolation
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,39 @@ METHOD_SCOPES = {
     "/flare.v1.TelemetryService/WatchUtilization": auth.INTENTS_READ,
 }
 _PRINCIPAL: contextvars.ContextVar[auth.Principal] = contextvars.ContextVar("principal")
+
+
+class _Malformed:
+    """Stands in for a request whose bytes did not parse."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as error:  # DecodeError, or a wrapper's own parse failure
+            return _Malformed(error)
+
+    return parse
+
+
+def _checked(request: Any) -> Any:
+    if isinstance(request, _Malformed):
+        raise InvalidArgument(
+            [FieldViolation("request", f"not a valid message of this method: {request.error}")]
+        )
+    return request
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _checked(request)
 
 
 def principal() -> auth.Principal:
@@ -88,7 +124,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     token = await enter(context, scope)
                     try:
-                        return await inner_unary(request, context)
+                        return await inner_unary(_checked(request), context)
                     finally:
                         _PRINCIPAL.reset(token)
                 except FlareError as error:
@@ -100,12 +136,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer
+                unary, _tolerant(handler.request_deserializer), handler.response_serializer
             )
 
         streaming: Any = handler.unary_stream or handler.stream_stream
         if streaming is None:
             return handler
+        client_streams = handler.stream_stream is not None
 
         async def stream(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -113,7 +150,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             try:
                 token = await enter(context, scope)
                 try:
-                    async for item in streaming(request, context):
+                    checked = _checked_stream(request) if client_streams else _checked(request)
+                    async for item in streaming(checked, context):
                         yield item
                 finally:
                     _PRINCIPAL.reset(token)
@@ -125,10 +163,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 _internal(method)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
+        parse = _tolerant(handler.request_deserializer)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            stream, handler.request_deserializer, handler.response_serializer
-        )
+            return grpc.unary_stream_rpc_method_handler(stream, parse, handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(stream, parse, handler.response_serializer)
