@@ -154,7 +154,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--steps", default="250,500,1000,2000,3000,4000,6000,8000,10000")
-    parser.add_argument("--naive-steps", default="250,500,1000,2000,3000")
+    parser.add_argument("--naive-steps", default="250,500,1000,2000,3000,4000,6000")
     args = parser.parse_args()
     header = (
         f"{'server':<8}{'agents':>7}{'GPUs':>10}{'msgs/s':>10}{'unacked':>9}{'lag p99':>9}"
