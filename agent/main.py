@@ -325,13 +325,14 @@ def _once(args: argparse.Namespace, probe: Probe, config: ProviderConfig) -> int
         "metadata": {"name": args.node_name, "uid": "00000000-0000-0000-0000-000000000000"},
         "status": {"allocatable": {"cpu": "0", "memory": "0", "pods": "0"}},
     }
+    annotations = node_annotations.annotations_for(inventory, config)
     report = {
         "node": args.node_name,
         "inventory": _plain(inventory),
         "readings": _plain(readings),
         "labels": node_annotations.labels_for(inventory),
-        "annotations": node_annotations.annotations_for(inventory, config),
-        "problems": node_annotations.validate(node_annotations.annotations_for(inventory, config)),
+        "annotations": annotations,
+        "problems": node_annotations.validate(annotations),
         "flavor": flavor_for(node, inventory, config),
     }
     # Without a cluster there is no Node to own the Flavor, nor its allocatable resources.

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import cpu_seconds, write_results
+from benchmarks.common import cpu_seconds, memory_mb, write_results
 from tests.controlplane_process import running
 from tests.fakes.nvml_profiles import H100, build_fake_nvml, write_config
 
@@ -36,15 +36,6 @@ IDLE = (
     "import signal, agent.main, agent.runner, agent.stream, agent.probe.nvml; "
     "signal.sigwait({signal.SIGTERM})"
 )
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    found = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            found[key] = int(value.split()[0]) / 1024
-    return {"rss_mb": round(found["VmRSS"], 1), "peak_rss_mb": round(found["VmHWM"], 1)}
 
 
 def measure(

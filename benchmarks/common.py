@@ -17,6 +17,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident memory of a process now and at its peak, in MB (Linux /proc)."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) / 1024
+    return {"rss_mb": round(found["VmRSS"], 1), "peak_rss_mb": round(found["VmHWM"], 1)}
+
+
+def rss_mb(pid: int) -> float:
+    return memory_mb(pid)["rss_mb"]
+
+
 def write_results(name: str, figures: dict[str, Any]) -> Path:
     """Writes benchmarks/results/<name>.json with the machine it ran on; returns the path."""
     path = RESULTS_DIR / f"{name}.json"

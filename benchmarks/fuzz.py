@@ -18,20 +18,13 @@ from typing import Any
 
 import grpc
 
-from benchmarks.common import write_results
+from benchmarks.common import rss_mb, write_results
 from tests.api.test_fuzz import SEEDS, mutate
 from tests.controlplane_process import running
 from tests.telemetry_support import hello, inventory
 
 BROKEN = {"INTERNAL", "UNKNOWN"}
 MAX_MESSAGE = 4 * 2**20
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def payload(kind: str, method: str, rng: random.Random) -> bytes:

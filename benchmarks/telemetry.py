@@ -27,18 +27,11 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.common import cpu_seconds, write_results
+from benchmarks.common import cpu_seconds, rss_mb, write_results
 from tests.controlplane_process import ControlPlaneProcess, free_port
 
 TARGET = {"agents": 10_000, "gpu_samples_per_s": 80_000, "p99_latency_s": 1.0}
 GPUS = 8
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def server_figures(metrics_port: int) -> dict[str, float]:
@@ -67,6 +60,21 @@ def generate(address: str, token: str, agents: int, seconds: float, probes: int)
     return result
 
 
+def measured(
+    pid: int, address: str, token: str, agents: int, seconds: float, *, probes: int
+) -> dict[str, Any]:
+    """One load step against the server `pid`, with its CPU share and memory."""
+    before = cpu_seconds(pid)
+    started = time.monotonic()
+    load = generate(address, token, agents, seconds, probes)
+    wall = time.monotonic() - started
+    return {
+        **load,
+        "server_cpu_cores": round((cpu_seconds(pid) - before) / wall, 2),
+        "server_rss_mb": rss_mb(pid),
+    }
+
+
 def step_flare(agents: int, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data_dir:
         metrics_port = free_port()
@@ -77,16 +85,10 @@ def step_flare(agents: int, seconds: float) -> dict[str, Any]:
         )
         server.start()
         try:
-            before = cpu_seconds(server.pid)
-            started = time.monotonic()
-            load = generate(server.address, server.admin_token, agents, seconds, probes=10)
-            wall = time.monotonic() - started
-            row = {
-                **load,
-                "server_cpu_cores": round((cpu_seconds(server.pid) - before) / wall, 2),
-                "server_rss_mb": rss_mb(server.pid),
-                **server_figures(metrics_port),
-            }
+            row = measured(
+                server.pid, server.address, server.admin_token, agents, seconds, probes=10
+            )
+            row.update(server_figures(metrics_port))
         finally:
             server.stop()
     return row
@@ -105,15 +107,7 @@ def step_naive(agents: int, seconds: float) -> dict[str, Any]:
         )  # fmt: skip
         try:
             assert server.stdout is not None and server.stdout.readline().strip() == "serving"
-            before = cpu_seconds(server.pid)
-            started = time.monotonic()
-            load = generate(f"127.0.0.1:{port}", "none", agents, seconds, probes=0)
-            wall = time.monotonic() - started
-            row = {
-                **load,
-                "server_cpu_cores": round((cpu_seconds(server.pid) - before) / wall, 2),
-                "server_rss_mb": rss_mb(server.pid),
-            }
+            row = measured(server.pid, f"127.0.0.1:{port}", "none", agents, seconds, probes=0)
         finally:
             server.terminate()
             server.wait(30)

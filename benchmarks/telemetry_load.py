@@ -27,38 +27,15 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from flare.v1 import common_pb2
 from flare.v1 import telemetry_service_pb2 as pb
 from flare.v1 import telemetry_service_pb2_grpc as pb_grpc
+from tests.telemetry_support import inventory
 
 GPUS = 8
 METHOD = "/flare.v1.TelemetryService/StreamTelemetry"
 PROBE_PROVIDER = "probe"
 OPENS_PER_SECOND = 1000
 OPTIONS = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_send_message_length", 2**22)]
-
-
-def inventory(provider: str, node: str) -> pb.NodeInventory:
-    return pb.NodeInventory(
-        provider=provider,
-        node=node,
-        region="eu-west-1",
-        backend="sim",
-        gpus=[
-            pb.GpuDevice(
-                index=i,
-                uuid=f"GPU-{node}-{i}",
-                model="nvidia-h100",
-                raw_name="NVIDIA H100 80GB HBM3",
-                vendor="nvidia",
-                memory_bytes=80 * 2**30,
-            )
-            for i in range(GPUS)
-        ],
-        terms=pb.ProviderTerms(
-            hourly_rate=common_pb2.Money(currency_code="EUR", amount="2.00"), country="DE"
-        ),
-    )
 
 
 def batch(node: str, stamp: Timestamp | None = None) -> pb.SampleBatch:
@@ -102,7 +79,9 @@ class LoadAgent:
     def __init__(self, provider: str, node: str) -> None:
         self.instance = uuid.uuid4().hex
         self.hello = pb.StreamTelemetryRequest(
-            sequence=0, agent_instance=self.instance, inventory=inventory(provider, node)
+            sequence=0,
+            agent_instance=self.instance,
+            inventory=inventory(node, gpus=GPUS, provider=provider),
         ).SerializeToString()
         self.body = pb.StreamTelemetryRequest(
             agent_instance=self.instance, samples=batch(node)
@@ -189,7 +168,8 @@ async def probe_and_watch(
             call = stub.StreamTelemetry(metadata=metadata)
             await call.write(
                 pb.StreamTelemetryRequest(
-                    agent_instance=instance, inventory=inventory(PROBE_PROVIDER, node)
+                    agent_instance=instance,
+                    inventory=inventory(node, gpus=GPUS, provider=PROBE_PROVIDER),
                 )
             )
             await asyncio.sleep(number / max(probes, 1))

@@ -46,7 +46,14 @@ def inventory(
         region="eu-west-1",
         backend="sim",
         gpus=[
-            pb.GpuDevice(index=i, uuid=f"GPU-{node}-{i}", model=model, memory_bytes=80 * 2**30)
+            pb.GpuDevice(
+                index=i,
+                uuid=f"GPU-{node}-{i}",
+                model=model,
+                raw_name=f"{model} (test)",
+                vendor=model.split("-", 1)[0],
+                memory_bytes=80 * 2**30,
+            )
             for i in range(gpus)
         ],
         links=[

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from controlplane.federation.port import CapacityGone
+from controlplane.federation.port import CapacityGone, CapacityListeners
 from controlplane.placement import table
-from controlplane.placement.offers import Offer
+from controlplane.placement.offers import Offer, gpu_facts
 from controlplane.placement.table import OfferTable
 from flare import geo, gpus
 from flare.money import DEFAULT_RATES_PER_EUR
@@ -48,24 +48,16 @@ def offers_from_document(document: dict[str, Any]) -> list[Offer]:
             if spec is None:
                 raise ValueError(f"unknown GPU model {node['gpu_model']!r} in {provider['name']}")
             interconnect = node.get("interconnect", spec.interconnect)
-            fp32, fp16, tdp = spec.figures(interconnect)
             offers.append(
                 Offer(
                     name=f"providers/{provider['name']}/offers/{node['name']}",
                     provider=provider["name"],
                     cluster=provider.get("cluster", provider["name"]),
                     node=node["name"],
-                    gpu_model=spec.model,
-                    gpu_vendor=spec.vendor,
-                    gpu_architecture=spec.architecture,
+                    **gpu_facts(spec, interconnect),
                     gpu_memory_gib=float(node.get("gpu_memory_gib", spec.memory_gib[0])),
-                    compute_capability=spec.compute_capability,
                     tier=spec.tier,
-                    interconnect=interconnect,
                     topology=node.get("topology", ""),
-                    fp32_tflops=fp32,
-                    fp16_tflops=fp16,
-                    tdp_watts=tdp,
                     gpus_total=node["gpus"],
                     gpus_free=node["gpus"],
                     region=provider["region"],
@@ -83,7 +75,7 @@ def offers_from_document(document: dict[str, Any]) -> list[Offer]:
     return offers
 
 
-class LocalFederation:
+class LocalFederation(CapacityListeners):
     """Federation port over offers from a data file and from the agents that
     stream to this control plane, holding GPUs in memory.
 
@@ -96,12 +88,12 @@ class LocalFederation:
     def __init__(
         self, offers: Iterable[Offer], rates: Mapping[str, Decimal] = DEFAULT_RATES_PER_EUR
     ) -> None:
+        super().__init__()
         self._rates = rates
         # source ("file", or an agent's node key) -> its offers by name
         self._sources: dict[str, dict[str, Offer]] = {"file": {o.name: o for o in offers}}
         self._holds: dict[str, tuple[tuple[str, int], ...]] = {}  # intent -> ((offer, GPUs), ...)
         self._held: Counter[str] = Counter()  # offer -> GPUs held
-        self._listeners: list[Callable[[], None]] = []
         self._hold_listeners: list[Callable[[str, tuple[tuple[str, int], ...]], None]] = []
         self._table: OfferTable | None = None
         self._index: dict[str, int] = {}
@@ -200,13 +192,6 @@ class LocalFederation:
         for listener in list(self._hold_listeners):
             listener(intent.name, ())
         self._notify()
-
-    def _notify(self) -> None:
-        for listener in list(self._listeners):
-            listener()
-
-    def on_capacity_freed(self, callback: Callable[[], None]) -> None:
-        self._listeners.append(callback)
 
     def on_holds_changed(
         self, callback: Callable[[str, tuple[tuple[str, int], ...]], None]

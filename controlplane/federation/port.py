@@ -33,3 +33,17 @@ class Federation(Protocol):
     def on_capacity_freed(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever GPUs become free (released, or offers
         added), so queued intents are planned again."""
+
+
+class CapacityListeners:
+    """The `on_capacity_freed` part of the port, the same for every adapter."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_capacity_freed(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
+
+from flare.gpus import GpuSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +42,18 @@ class Offer:
     shared: bool = False
     sharing_strategy: str = "none"
     multi_instance: bool = False
+
+
+def gpu_facts(spec: GpuSpec, interconnect: str) -> dict[str, Any]:
+    """The offer fields the GPU table fixes for a model on an interconnect."""
+    fp32, fp16, tdp = spec.figures(interconnect)
+    return {
+        "gpu_model": spec.model,
+        "gpu_vendor": spec.vendor,
+        "gpu_architecture": spec.architecture,
+        "compute_capability": spec.compute_capability,
+        "interconnect": interconnect,
+        "fp32_tflops": fp32,
+        "fp16_tflops": fp16,
+        "tdp_watts": tdp,
+    }

@@ -32,69 +32,67 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _MIB = 2**20
 IntentOf = Callable[[str, str], str]
 
+ValueOf = Callable[[pb.GpuSample], float | None]
+
+
+def _reading(field: str, per: int = 1) -> ValueOf:
+    """The sample's `field` (divided by `per`), or None when the GPU did not give it."""
+
+    def value(sample: pb.GpuSample) -> float | None:
+        if not sample.HasField(field):  # type: ignore[arg-type]
+            return None
+        reading: float = getattr(sample, field)
+        return reading // per if per != 1 else reading
+
+    return value
+
+
 # (name, type, help, value of a sample or None when absent)
-GPU_FIELDS: tuple[tuple[str, str, str, Callable[[pb.GpuSample], float | None]], ...] = (
+GPU_FIELDS: tuple[tuple[str, str, str, ValueOf], ...] = (
     (
         "DCGM_FI_DEV_GPU_UTIL",
         "gauge",
         "GPU utilization (in %).",
-        lambda s: s.gpu_utilization_percent if s.HasField("gpu_utilization_percent") else None,
+        _reading("gpu_utilization_percent"),
     ),
     (
         "DCGM_FI_DEV_MEM_COPY_UTIL",
         "gauge",
         "Memory utilization (in %).",
-        lambda s: (
-            s.memory_utilization_percent if s.HasField("memory_utilization_percent") else None
-        ),
+        _reading("memory_utilization_percent"),
     ),
     (
         "DCGM_FI_DEV_FB_USED",
         "gauge",
         "Framebuffer memory used (in MiB).",
-        lambda s: s.memory_used_bytes // _MIB if s.HasField("memory_used_bytes") else None,
+        _reading("memory_used_bytes", _MIB),
     ),
     (
         "DCGM_FI_DEV_FB_FREE",
         "gauge",
         "Framebuffer memory free (in MiB).",
-        lambda s: s.memory_free_bytes // _MIB if s.HasField("memory_free_bytes") else None,
+        _reading("memory_free_bytes", _MIB),
     ),
-    (
-        "DCGM_FI_DEV_GPU_TEMP",
-        "gauge",
-        "GPU temperature (in C).",
-        lambda s: s.temperature_celsius if s.HasField("temperature_celsius") else None,
-    ),
-    (
-        "DCGM_FI_DEV_POWER_USAGE",
-        "gauge",
-        "Power draw (in W).",
-        lambda s: s.power_watts if s.HasField("power_watts") else None,
-    ),
-    (
-        "DCGM_FI_DEV_SM_CLOCK",
-        "gauge",
-        "SM clock frequency (in MHz).",
-        lambda s: s.sm_clock_mhz if s.HasField("sm_clock_mhz") else None,
-    ),
+    ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C).", _reading("temperature_celsius")),
+    ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", _reading("power_watts")),
+    ("DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz).", _reading("sm_clock_mhz")),
     (
         "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS",
         "gauge",
         "Throttle reasons bit mask.",
-        lambda s: s.throttle_reasons if s.HasField("throttle_reasons") else None,
+        _reading("throttle_reasons"),
     ),
     (
         "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
         "counter",
         "Corrected (single-bit) ECC errors.",
-        lambda s: s.ecc_corrected_total if s.HasField("ecc_corrected_total") else None,
+        _reading("ecc_corrected_total"),
     ),
     (
         "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
         "counter",
         "Uncorrected (double-bit) ECC errors.",
-        lambda s: s.ecc_uncorrected_total if s.HasField("ecc_uncorrected_total") else None,
+        _reading("ecc_uncorrected_total"),
     ),
     (
         "flare_gpu_healthy",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal, InvalidOperation
 
-from controlplane.placement.offers import Offer
+from controlplane.placement.offers import Offer, gpu_facts
 from controlplane.telemetry.hub import NodeState
 from flare import geo, gpus
 from flare.v1 import telemetry_service_pb2 as pb
@@ -55,7 +55,6 @@ def offers_of(state: NodeState) -> list[Offer]:
             for link in inventory.links
         )
         interconnect = spec.interconnect if fast or len(devices) == 1 else "pcie"
-        fp32, fp16, tdp = spec.figures(interconnect)
         usable = sum(1 for gpu in devices if gpu.uuid in healthy)
         offers.append(
             Offer(
@@ -63,19 +62,12 @@ def offers_of(state: NodeState) -> list[Offer]:
                 provider=inventory.provider,
                 cluster=inventory.cluster or inventory.provider,
                 node=inventory.node,
-                gpu_model=spec.model,
-                gpu_vendor=spec.vendor,
-                gpu_architecture=spec.architecture,
+                **gpu_facts(spec, interconnect),
                 gpu_memory_gib=float(
                     gpus.nominal_memory_gib(spec, min(gpu.memory_bytes for gpu in devices))
                 ),
-                compute_capability=spec.compute_capability,
                 tier=spec.tier,
-                interconnect=interconnect,
                 topology="",
-                fp32_tflops=fp32,
-                fp16_tflops=fp16,
-                tdp_watts=tdp,
                 gpus_total=usable,
                 gpus_free=usable,
                 region=inventory.region,

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from controlplane.errors import FailedPrecondition
 from controlplane.federation.fluidos import selector, workload
 from controlplane.federation.fluidos.offers import offer_of
-from controlplane.federation.port import CapacityGone
+from controlplane.federation.port import CapacityGone, CapacityListeners
 from controlplane.placement import requirements, table
 from controlplane.placement.offers import Offer
 from controlplane.placement.table import OfferTable
@@ -88,7 +88,7 @@ class Timeouts:
     blocked: float = 600.0  # how long a candidate that failed stays out of placement
 
 
-class FluidosFederation:
+class FluidosFederation(CapacityListeners):
     def __init__(
         self,
         api_client: ApiClient,
@@ -101,6 +101,7 @@ class FluidosFederation:
     ) -> None:
         from kubernetes import client
 
+        super().__init__()
         self._api = api_client
         # The client's typed stubs say "object" for custom resources: JSON is read as Any here.
         self._custom: Any = client.CustomObjectsApi(api_client)
@@ -113,7 +114,6 @@ class FluidosFederation:
         self._candidates: dict[str, dict[str, Any]] = {}
         self._blocked: dict[str, float] = {}  # candidate name -> monotonic time it is free again
         self._holds: dict[str, tuple[str, int]] = {}  # intent -> (candidate, GPUs)
-        self._listeners: list[Callable[[], None]] = []
         self._table: OfferTable | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
@@ -209,13 +209,6 @@ class FluidosFederation:
         if kind != "DELETED":
             self._notify()
 
-    def _notify(self) -> None:
-        for listener in list(self._listeners):
-            listener()
-
-    def on_capacity_freed(self, callback: Callable[[], None]) -> None:
-        self._listeners.append(callback)
-
     def restore(self, holding: Iterable[intent_pb2.Intent]) -> None:
         """Holds the GPUs of intents that held them before a restart."""
         for intent in holding:
@@ -238,7 +231,10 @@ class FluidosFederation:
         return offers
 
     async def offers(self) -> OfferTable:
-        if self._table is None or self._blocked:
+        # The table changes when a candidate does (the watch drops it) or a block ends.
+        if self._table is None or (
+            self._blocked and time.monotonic() >= min(self._blocked.values())
+        ):
             self._table = table.build(self._offers(), self._rates)
         held: dict[str, int] = {}
         for candidate, count in self._holds.values():

@@ -14,11 +14,10 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from controlplane.placement.offers import Offer
+from controlplane.placement.offers import Offer, gpu_facts
 from flare import geo, gpus
 from flare.quantity import parse_quantity
 
-GIB = Decimal(2**30)
 FLAVOR_PREFIX = "flare-"
 
 
@@ -73,24 +72,16 @@ def offer_of(candidate: Mapping[str, Any]) -> Offer | None:
     flavor_name = str((flavor.get("metadata") or {}).get("name", ""))
     node = flavor_name.removeprefix(FLAVOR_PREFIX) or flavor_name
     interconnect = str(gpu.get("interconnect") or spec_of_model.interconnect)
-    fp32, fp16, tdp = spec_of_model.figures(interconnect)
-    memory_gib = float(total_memory / count / GIB) if total_memory else spec_of_model.memory_gib[0]
+    per_gpu = int(total_memory / count) if total_memory else spec_of_model.memory_gib[0] * 2**30
     return Offer(
         name=f"providers/{provider}/offers/{candidate['metadata']['name']}",
         provider=provider,
         cluster=str(liqo_id or owner.get("nodeID") or ""),
         node=node,
-        gpu_model=spec_of_model.model,
-        gpu_vendor=spec_of_model.vendor,
-        gpu_architecture=spec_of_model.architecture,
-        gpu_memory_gib=float(gpus.nominal_memory_gib(spec_of_model, int(memory_gib * 2**30))),
-        compute_capability=spec_of_model.compute_capability,
+        **gpu_facts(spec_of_model, interconnect),
+        gpu_memory_gib=float(gpus.nominal_memory_gib(spec_of_model, per_gpu)),
         tier=str(gpu.get("tier") or spec_of_model.tier),
-        interconnect=interconnect,
         topology=str(gpu.get("topology") or ""),
-        fp32_tflops=fp32,
-        fp16_tflops=fp16,
-        tdp_watts=tdp,
         gpus_total=count,
         gpus_free=count if spec.get("available", True) else 0,
         region=str(gpu.get("region") or notes.get("region") or ""),

@@ -17,10 +17,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from controlplane.placement.requirements import Requirements
+from controlplane.placement.requirements import GIB, Requirements
 from flare.quantity import format_bytes_gi
-
-GIB = Decimal(2**30)
 
 
 def _total_gi(per_gpu_gib: float, count: int) -> str:
@@ -58,15 +56,11 @@ def gpu_filters(needs: Requirements) -> list[dict[str, Any]]:
             found.append(_string(field, value))
     if needs.min_memory_gib or needs.max_memory_gib:
         # The Flavor's gpu.memory is the node's total: the per-GPU bounds times the count.
-        data: dict[str, Any] = {}
-        if needs.min_memory_gib:
-            data["min"] = format_bytes_gi(
-                Decimal(repr(needs.min_memory_gib)) * GIB * needs.gpu_count
-            )
-        if needs.max_memory_gib:
-            data["max"] = format_bytes_gi(
-                Decimal(repr(needs.max_memory_gib)) * GIB * needs.gpu_count
-            )
+        data = {
+            bound: _total_gi(gib, needs.gpu_count)
+            for bound, gib in (("min", needs.min_memory_gib), ("max", needs.max_memory_gib))
+            if gib
+        }
         found.append({"field": "memory", "filter": "ResourceRangeSelector", "data": data})
     if needs.min_compute_capability:
         found.append(_range("compute_capability", low=needs.min_compute_capability))
