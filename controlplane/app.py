@@ -1,5 +1,12 @@
 """The control plane assembled: store, federation, engine, gRPC server and the
-REST gateway, started and stopped together."""
+REST gateway, started and stopped together.
+
+Two ways to keep state. The embedded default keeps it in SQLite and runs one
+process. Cluster mode (`store="kubernetes"`) keeps intents and tokens as
+FlareIntent and FlareToken objects in the consumer cluster, so any number of
+replicas serve the API while one of them, the holder of a Lease, drives the
+engine.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import socket
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 
@@ -18,12 +27,16 @@ from controlplane import auth
 from controlplane.api.rest import Gateway
 from controlplane.api.server import SERVICE_NAMES, build_server, set_serving
 from controlplane.clock import utc_now
+from controlplane.cluster.admin import ADMIN_SECRET, ensure_admin_secret
+from controlplane.cluster.lease import LeaderElection, LeadershipLost, Timing
+from controlplane.cluster.serviceaccounts import ServiceAccountTokens
 from controlplane.engine import IntentEngine
 from controlplane.errors import FlareError
 from controlplane.federation.fluidos.adapter import FluidosFederation, Identity
 from controlplane.federation.local import LocalFederation, load_offers
 from controlplane.federation.port import Federation
 from controlplane.intents import lifecycle
+from controlplane.store.kubernetes import KubernetesStore
 from controlplane.store.sqlite import SqliteStore, Synchronous
 from controlplane.telemetry.attribution import Attribution
 from controlplane.telemetry.history import History
@@ -45,6 +58,13 @@ log = logging.getLogger(__name__)
 DB_FILE = "flare.db"
 ADMIN_TOKEN_FILE = "admin-token"
 TELEMETRY_DIR = "telemetry"
+LEASE = "flare-controlplane"
+StoreKind = Literal["sqlite", "kubernetes"]
+FederationKind = Literal["local", "fluidos"]
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass
@@ -65,9 +85,19 @@ class Settings:
     metrics_listen: str = "127.0.0.1:9401"  # Prometheus /metrics; "" disables it
     # Longest wait before an agent's durable messages are acknowledged.
     ack_interval_seconds: float = ACK_INTERVAL
-    # The consumer cluster: with a kubeconfig, offers and allocation go through FLUIDOS
-    # (the `fluidos` federation); without, the embedded `local` federation.
+    # The consumer cluster's API server; None: the in-cluster ServiceAccount, when the
+    # store or the federation needs one.
     kubeconfig: Path | None = None
+    # Where intents and tokens live: SQLite in data_dir, or FlareIntent/FlareToken objects in
+    # `namespace` of the consumer cluster (cluster mode: replicas, one leader).
+    store: StoreKind = "sqlite"
+    # Offers and allocation: the embedded `local` federation or FLUIDOS. None: FLUIDOS when a
+    # kubeconfig is given, local otherwise.
+    federation: FederationKind | None = None
+    namespace: str = "flare-system"
+    # This replica's name in leader election (a pod's name in a cluster).
+    identity: str = field(default_factory=default_identity)
+    lease: Timing = field(default_factory=Timing)
     fluidos_identity: Identity = field(
         default_factory=lambda: Identity(node_id="flare-consumer", domain="flare.local", ip="")
     )
@@ -76,13 +106,28 @@ class Settings:
 class ControlPlane:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = SqliteStore(settings.data_dir / DB_FILE, synchronous=settings.synchronous)
+        federation = settings.federation or ("fluidos" if settings.kubeconfig else "local")
+        kube = (
+            _kube_client(settings.kubeconfig)
+            if settings.store == "kubernetes" or federation == "fluidos"
+            else None
+        )
+        self.kube = kube
+        self.store: SqliteStore | KubernetesStore
+        self.election: LeaderElection | None = None
+        if settings.store == "kubernetes":
+            self.store = KubernetesStore(kube, settings.namespace)
+            self.election = LeaderElection(
+                kube, settings.namespace, LEASE, settings.identity, timing=settings.lease
+            )
+        else:
+            self.store = SqliteStore(settings.data_dir / DB_FILE, synchronous=settings.synchronous)
         self.local: LocalFederation | None = None
         self.fluidos: FluidosFederation | None = None
         self.federation: Federation
-        if settings.kubeconfig is not None:
+        if kube is not None and federation == "fluidos":
             self.fluidos = FluidosFederation(
-                _kube_client(settings.kubeconfig),
+                kube,
                 settings.fluidos_identity,
                 rates=settings.exchange_rates,
                 progress=self._note,
@@ -114,6 +159,8 @@ class ControlPlane:
         self.http_port = 0
         self._runner: web.AppRunner | None = None
         self._stopped = asyncio.Event()
+        # Set when this replica must end (it lost its leadership): serve() exits non-zero.
+        self.failed = asyncio.Event()
 
     @property
     def admin_token_path(self) -> Path:
@@ -122,14 +169,13 @@ class ControlPlane:
     async def start(self) -> None:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store.open()
+        if isinstance(self.store, KubernetesStore):
+            await self.store.start()
+        else:
+            self.store.open()
         replayed = self.hub.replay(self.journal.open(self.hub.checkpoint))
         live = await self.store.live()
-        holding = [i for i in live if i.state in lifecycle.HOLDING]
-        if self.local is not None:
-            self.local.restore(holding)
         if self.fluidos is not None:
-            self.fluidos.restore(holding)
             await self.fluidos.start()
         self.engine = IntentEngine(
             self.store,
@@ -138,7 +184,13 @@ class ControlPlane:
             balanced_weights=settings.balanced_weights,
             on_planned=self.metrics.placement_seconds.observe,
         )
-        authenticator = auth.Authenticator(self.store)
+        # In cluster mode, Kubernetes ServiceAccount tokens are credentials too.
+        service_accounts = (
+            ServiceAccountTokens(self.kube)
+            if self.kube is not None and self.election is not None
+            else None
+        )
+        authenticator = auth.Authenticator(self.store, service_accounts=service_accounts)
         self.server, self._health = build_server(
             intents=self.store,
             tokens=self.store,
@@ -154,14 +206,15 @@ class ControlPlane:
         except RuntimeError as error:  # grpc's word for "address in use" or "no such host"
             self.store.close()
             raise OSError(f"cannot listen on {settings.listen}: {error}") from error
-        if await auth.ensure_admin_token(self.store, self.admin_token_path, now=utc_now()):
-            log.info("admin token written", extra={"path": str(self.admin_token_path)})
         await self.server.start()
-        await self.engine.start()
         self._tasks = [
             asyncio.create_task(self._sweep()),
             asyncio.create_task(self.watchers.run()),
         ]
+        if self.election is None:
+            await self._lead()
+        else:
+            self._tasks.append(asyncio.create_task(self._elect()))
         if settings.metrics_listen:
             self._metrics_runner, self.metrics_port = await _serve_http(
                 _metrics_app(self), settings.metrics_listen
@@ -191,9 +244,44 @@ class ControlPlane:
                 "intents_live": len(live),
                 "agent_nodes": len(self.hub.nodes),
                 "telemetry_records_replayed": replayed,
-                "admin_token_file": str(self.admin_token_path),
+                "admin_token": str(self.admin_token_path)
+                if self.election is None
+                else f"Secret {settings.namespace}/{ADMIN_SECRET}",
+                "store": settings.store,
+                "identity": settings.identity if self.election is not None else "",
             },
         )
+
+    async def _lead(self) -> None:
+        """What the one replica that drives allocation does: hold the GPUs that live
+        intents hold, make sure there is an admin token, start the engine."""
+        assert self.engine is not None
+        holding = [i for i in await self.store.live() if i.state in lifecycle.HOLDING]
+        if self.local is not None:
+            self.local.restore(holding)
+        if self.fluidos is not None:
+            self.fluidos.restore(holding)
+        if isinstance(self.store, KubernetesStore):
+            await ensure_admin_secret(self.store, self.kube, self.settings.namespace, now=utc_now())
+        elif await auth.ensure_admin_token(self.store, self.admin_token_path, now=utc_now()):
+            log.info("admin token written", extra={"path": str(self.admin_token_path)})
+        await self.engine.start()
+
+    async def _elect(self) -> None:
+        assert self.election is not None
+        try:
+            await self.election.run(self._lead)
+        except LeadershipLost as lost:
+            # Another replica may lead by now: stop at once, as Kubernetes controllers do,
+            # and let the restart join as a follower.
+            log.error("%s; stopping", lost)
+            if self.engine is not None:
+                await self.engine.stop()
+            self.failed.set()
+
+    @property
+    def leading(self) -> bool:
+        return self.election is None or self.election.leading
 
     async def stop(self) -> None:
         """Graceful: stop taking requests, let running ones finish, stop the
@@ -208,6 +296,8 @@ class ControlPlane:
             await self._metrics_runner.cleanup()
         if self.engine is not None:
             await self.engine.stop()
+        if self.election is not None:
+            await self.election.release()
         if self.fluidos is not None:
             await self.fluidos.stop()
         await self.journal.close()
@@ -280,13 +370,20 @@ class ControlPlane:
         await self._stopped.wait()
 
 
-def _kube_client(kubeconfig: Path) -> ApiClient:
-    from kubernetes import config
+def _kube_client(kubeconfig: Path | None) -> ApiClient:
+    """A client for the kubeconfig's cluster, or for this pod's own (its ServiceAccount)."""
+    from kubernetes import client, config
 
-    made: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig)
-    )
-    return made
+    configuration = client.Configuration()
+    if kubeconfig is None:
+        config.load_incluster_config(configuration)  # type: ignore[no-untyped-call]
+    else:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), client_configuration=configuration
+        )
+    # One connection per concurrent call of the store's and the federation's threads.
+    configuration.connection_pool_maxsize = 32
+    return client.ApiClient(configuration)
 
 
 def _metrics_app(plane: ControlPlane) -> web.Application:
@@ -314,11 +411,16 @@ def _bound_port(site: web.TCPSite) -> int:
     return int(sockets[0].getsockname()[1]) if sockets else 0
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
+async def serve(settings: Settings, stop: asyncio.Event) -> int:
+    """Runs until `stop` is set (exit status 0) or the replica fails (1)."""
     plane = ControlPlane(settings)
     await plane.start()
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(plane.failed.wait())]
     try:
-        await stop.wait()
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for wait in waits:
+            wait.cancel()
         with contextlib.suppress(Exception):
             await plane.stop()
+    return 1 if plane.failed.is_set() else 0

@@ -5,6 +5,11 @@ the name part lets the server find the token without scanning, the random
 part (256 bits) is what proves possession. Only its SHA-256 is stored (a slow
 password hash adds nothing for secrets of that entropy), compared in constant
 time.
+
+In cluster mode a bearer that is not a FLARE token may be a Kubernetes
+ServiceAccount token; the Authenticator hands it to a ServiceAccountVerifier
+(controlplane/cluster/serviceaccounts.py), which keeps this module free of
+Kubernetes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from controlplane.clock import Clock, utc_now
 from controlplane.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
@@ -80,7 +86,7 @@ def new_secret(tenant: str, token_id: str) -> str:
     return f"{_PREFIX}.{tenant}.{token_id}.{secrets.token_urlsafe(32)}"
 
 
-def _token_name_of(secret: str) -> str | None:
+def token_name_of(secret: str) -> str | None:
     parts = secret.split(".")
     if len(parts) != 4 or parts[0] != _PREFIX:
         return None
@@ -95,15 +101,32 @@ def is_active(token: token_service_pb2.Token, now: datetime) -> bool:
     )
 
 
+class ServiceAccountVerifier(Protocol):
+    """Checks bearers that are not FLARE tokens (Kubernetes ServiceAccount tokens)."""
+
+    async def principal(self, token: str) -> Principal | None:
+        """The token's principal; None when it is not a token this verifier knows.
+        Raises Unauthenticated or PermissionDenied to refuse it."""
+        ...
+
+
 class Authenticator:
     """Checks bearer tokens against the TokenStore, with a short cache.
 
     A revocation through this process takes effect at once; through another
-    replica, within CACHE_SECONDS."""
+    replica, within CACHE_SECONDS. With `service_accounts`, a bearer that is not
+    a FLARE token goes to it; without, it is a malformed token."""
 
-    def __init__(self, store: TokenStore, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: TokenStore,
+        *,
+        clock: Clock = utc_now,
+        service_accounts: ServiceAccountVerifier | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._service_accounts = service_accounts
         self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
 
     async def authenticate(self, authorization: str | None) -> Principal:
@@ -113,8 +136,12 @@ class Authenticator:
         if scheme.lower() != "bearer" or not secret.strip():
             raise Unauthenticated("the authorization header must be 'Bearer <token>'")
         secret = secret.strip()
-        name = _token_name_of(secret)
+        name = token_name_of(secret)
         if name is None:
+            if self._service_accounts is not None:
+                principal = await self._service_accounts.principal(secret)
+                if principal is not None:
+                    return principal
             raise Unauthenticated("malformed token")
         record = await self._record(name)
         if record is None or not hmac.compare_digest(record.secret_hash, hash_secret(secret)):
@@ -190,7 +217,7 @@ async def ensure_admin_token(store: TokenStore, path: Path, *, now: datetime) ->
     """Create an admin token on first start and write its secret to `path`,
     readable only by the user. Returns True when a new token was made."""
     if path.exists():
-        name = _token_name_of(path.read_text().strip())
+        name = token_name_of(path.read_text().strip())
         if name and await store.token(name) is not None:
             return False
         log.warning("the admin token file does not match this database; making a new token")

@@ -23,7 +23,7 @@ from controlplane.federation.port import CapacityGone, Federation
 from controlplane.intents import lifecycle
 from controlplane.placement import planner, requirements
 from controlplane.placement.planner import PlanResult
-from controlplane.store.base import IntentStore
+from controlplane.store.base import IntentStore, Subscription
 from flare.v1 import intent_pb2
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,28 @@ class IntentEngine:
         federation.on_capacity_freed(self._capacity_freed)
 
     async def start(self) -> None:
+        """Takes up every live intent, then follows the store: an intent created,
+        cancelled or changed through any replica reaches this engine as a store event."""
+        subscription = self._store.subscribe()
         for intent in await self._store.live():
             self.kick(intent.name)
         self._tasks = [
             asyncio.create_task(self._work(), name=f"engine-{i}") for i in range(self._workers)
         ]
+        self._tasks.append(asyncio.create_task(self._follow(subscription), name="engine-follow"))
+
+    async def _follow(self, subscription: Subscription) -> None:
+        try:
+            while True:
+                event = await subscription.next()
+                if event is None:  # fell behind: whatever waits for us is among the live
+                    for intent in await self._store.live():
+                        if waits_for_engine(intent):
+                            self.kick(intent.name)
+                elif waits_for_engine(event.intent):
+                    self.kick(event.intent.name)
+        finally:
+            subscription.close()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -257,6 +274,22 @@ _STEPS = {
     lifecycle.DEPLOYING: IntentEngine._deploying,
     lifecycle.CANCELLING: IntentEngine._cancelling,
 }
+
+
+def waits_for_engine(intent: intent_pb2.Intent) -> bool:
+    """Whether a change to `intent` that someone else made asks for the engine:
+    a new intent, a cancel, or a queued intent whose spec the user changed (its
+    update came after its last transition). The engine's own transitions lead
+    to its next step by themselves."""
+    if intent.state in (lifecycle.PENDING, lifecycle.CANCELLING):
+        return True
+    if intent.state == lifecycle.QUEUED and intent.history:
+        queued_at = intent.history[-1].time
+        return (intent.update_time.seconds, intent.update_time.nanos) > (
+            queued_at.seconds,
+            queued_at.nanos,
+        )
+    return False
 
 
 def plan_message(result: PlanResult) -> str:

@@ -2,7 +2,10 @@
 
 With no arguments it runs the embedded default: SQLite in ~/.local/share/flare,
 the local (simulated) federation, gRPC on 127.0.0.1:50051 and the REST
-gateway on 127.0.0.1:8080. Every flag also reads an environment variable.
+gateway on 127.0.0.1:8080. In a cluster, `--store kubernetes --federation
+fluidos` keeps the state in FlareIntent objects and allocates through FLUIDOS;
+run two or more replicas, one leads. Every flag also reads an environment
+variable.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import sys
 from pathlib import Path
 
 from controlplane.app import Settings, serve
+from controlplane.cluster.lease import Timing
+from controlplane.errors import FlareError
 from controlplane.federation.fluidos.adapter import Identity
 from controlplane.placement.objectives import parse_weights
 from flare import logs
@@ -80,8 +85,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--kubeconfig",
         type=Path,
         default=Path(env("FLARE_KUBECONFIG", "")) if env("FLARE_KUBECONFIG") else None,
-        help="the consumer cluster: offers and allocation go through its FLUIDOS, Liqo and "
-        "Capsule resources (FLARE_KUBECONFIG; default: the embedded local federation)",
+        help="the consumer cluster (FLARE_KUBECONFIG; default: the pod's ServiceAccount when "
+        "the store or the federation needs a cluster)",
+    )
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "kubernetes"),
+        default=env("FLARE_STORE", defaults.store),
+        help="where intents and tokens live: SQLite in --data-dir, or FlareIntent and "
+        "FlareToken objects in --namespace, shared by replicas (FLARE_STORE; default "
+        "%(default)s)",
+    )
+    parser.add_argument(
+        "--federation",
+        choices=("local", "fluidos"),
+        default=env("FLARE_FEDERATION"),
+        help="offers and allocation: the embedded local federation or FLUIDOS on the consumer "
+        "cluster (FLARE_FEDERATION; default: fluidos with --kubeconfig, local without)",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=env("FLARE_NAMESPACE", defaults.namespace),
+        help="the control plane's namespace in cluster mode: its objects, Lease and admin "
+        "token Secret (FLARE_NAMESPACE; default %(default)s)",
+    )
+    parser.add_argument(
+        "--identity",
+        default=env("FLARE_IDENTITY", defaults.identity),
+        help="this replica's name in leader election (FLARE_IDENTITY; default host-pid)",
+    )
+    parser.add_argument(
+        "--lease-duration",
+        type=float,
+        default=float(env("FLARE_LEASE_DURATION", str(defaults.lease.lease_seconds))),
+        help="seconds without renewal before a follower takes the leader's Lease; the leader "
+        "renews every sixth of it and steps down after two thirds (FLARE_LEASE_DURATION; "
+        "default %(default)s)",
     )
     parser.add_argument(
         "--fluidos-node-id",
@@ -123,12 +162,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def lease_timing(lease_seconds: float) -> Timing:
+    """The election's timing from its one setting (ValueError when unusable)."""
+    if lease_seconds < 3:
+        raise ValueError("--lease-duration must be at least 3 seconds")
+    return Timing(
+        lease_seconds, renew_seconds=lease_seconds * 2 / 3, retry_seconds=lease_seconds / 6
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.configure(args.log_level, args.log_format)
     try:
         rates = parse_rates(args.exchange_rates)
         balanced = parse_weights(args.balanced_weights) if args.balanced_weights else None
+        lease_timing(args.lease_duration)
     except ValueError as error:
         print(f"flare-controlplane: {error}", file=sys.stderr)
         return 2
@@ -144,25 +193,29 @@ def main(argv: list[str] | None = None) -> int:
         stale_after_seconds=args.stale_after,
         metrics_listen="" if args.metrics_listen == "off" else args.metrics_listen,
         kubeconfig=args.kubeconfig,
+        store=args.store,
+        federation=args.federation,
+        namespace=args.namespace,
+        identity=args.identity,
+        lease=lease_timing(args.lease_duration),
         fluidos_identity=Identity(args.fluidos_node_id, args.fluidos_domain, args.fluidos_ip),
     )
 
-    async def run() -> None:
+    async def run() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await serve(settings, stop)
+        return await serve(settings, stop)
 
     # Every agent message makes short-lived protobuf objects by the thousand; collecting the
     # young generation less often keeps the collector from taking a tenth of the ingest.
     gc.set_threshold(50_000, 20, 100)
     try:
-        asyncio.run(run())
-    except OSError as error:
+        return asyncio.run(run())
+    except (OSError, FlareError) as error:
         print(f"flare-controlplane: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

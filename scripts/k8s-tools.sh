@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes test binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok) from the Go module proxy, fetches the CRD manifests the tests install,
-# and links the result to .build/k8s in the repository root.
+# kube-scheduler, kwok, and kustomize for the deploy/ tests) from the Go module proxy, fetches
+# the CRD manifests the tests install, and links the result to .build/k8s in the repository root.
 #
 # The binaries are cached outside the checkout, by version, in
 #   ${FLARE_K8S_DIR:-${FLARE_CACHE:-$HOME/.cache/flare}/k8s-<versions>}
+# (kustomize in its own ${FLARE_CACHE:-$HOME/.cache/flare}/kustomize-<version>, linked into bin/)
 # so a second run only checks the cache and takes seconds.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ ETCD_VERSION=v3.5.35
 KWOK_VERSION=v0.8.0
 LIQO_VERSION=v1.0.1
 CAPSULE_VERSION=v0.5.0
+KUSTOMIZE_VERSION=v5.8.2  # v5.8.3 needs Go 1.27
 # FLUIDOS Node at the commit whose CRDs FLARE targets (v0.1.2 plus two commits).
 FLUIDOS_COMMIT=9018b69069ae045a4e6456b7a9b58665f62ff28d
 
@@ -151,6 +153,26 @@ build_kwok() {
     log "kwok $KWOK_VERSION: built"
 }
 
+# kustomize renders deploy/'s overlays in the tests. It has its own versioned cache directory,
+# so that changing its version rebuilds only it, and is linked into bin/ beside the others.
+build_kustomize() {
+    local dir="$cache_root/kustomize-$KUSTOMIZE_VERSION"
+    if [[ -x $dir/kustomize ]]; then
+        log "kustomize $KUSTOMIZE_VERSION: cached"
+    else
+        log "kustomize $KUSTOMIZE_VERSION: building"
+        rm -rf "$dir.new"
+        mkdir -p "$dir.new"
+        GOBIN="$dir.new" GOFLAGS='' go install -trimpath -ldflags "-s -w" \
+            "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+        rm -rf "$dir"
+        mv "$dir.new" "$dir"
+        log "kustomize $KUSTOMIZE_VERSION: built"
+    fi
+    [[ $(readlink "$bin_dir/kustomize" 2>/dev/null) == "$dir/kustomize" ]] ||
+        ln -sfn "$dir/kustomize" "$bin_dir/kustomize"
+}
+
 # Copies the named CRD manifests of a directory into crds/<group>/.
 copy_crds() {
     local group=$1 dir=$2
@@ -234,6 +256,7 @@ main() {
     fetch_crds
     build_etcd
     build_kwok
+    build_kustomize
     build_kubernetes
     link_build_dir
     log "done in $((SECONDS - started))s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -60,6 +61,17 @@ def visible_intent_name(caller: Principal, name: str, field: str = "name") -> st
     return full
 
 
+def generated_id(workload: str, tenant: str, request_id: str) -> str:
+    """An intent id for a request that names none. Derived from the request id when
+    there is one, so a retry that reaches another replica names the same intent and
+    cannot create it twice; random otherwise."""
+    if request_id:
+        suffix = hashlib.sha256(f"{tenant}/{request_id}".encode()).hexdigest()[:10]
+    else:
+        suffix = secrets.token_hex(5)
+    return f"{workload[:52]}-{suffix}"
+
+
 class IntentServicer(intent_service_pb2_grpc.IntentServiceServicer):
     def __init__(
         self,
@@ -92,7 +104,9 @@ class IntentServicer(intent_service_pb2_grpc.IntentServiceServicer):
             request.intent,
             validate_intent_id(request.intent_id) + validate_request_id(request.request_id),
         )
-        intent_id = request.intent_id or f"{spec.workload.name[:56]}-{secrets.token_hex(3)}"
+        intent_id = request.intent_id or generated_id(
+            spec.workload.name, tenant, request.request_id
+        )
         spec.name = intent_name(tenant, intent_id)
         spec.uid = str(uuid.uuid4())
         spec.request_id = request.request_id
@@ -102,8 +116,6 @@ class IntentServicer(intent_service_pb2_grpc.IntentServiceServicer):
         stored, created = await self._store.create(
             intent, tenant=tenant, request_id=request.request_id
         )
-        if created:
-            self._engine.kick(stored.name)
         return intent_service_pb2.CreateIntentResponse(intent=stored, created=created)
 
     async def PlanIntent(  # noqa: N802
@@ -139,8 +151,6 @@ class IntentServicer(intent_service_pb2_grpc.IntentServiceServicer):
             raise InvalidArgument([FieldViolation("states", f"unknown states {bad}")])
         query = f"{tenant}|{sorted(request.states)}"
         cursor = paging.decode(request.page_token, query)
-        if cursor is not None and not isinstance(cursor, int):
-            raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
         page = await self._store.list_intents(
             tenant=tenant,
             states=list(request.states),
@@ -251,8 +261,6 @@ class IntentServicer(intent_service_pb2_grpc.IntentServiceServicer):
             )
 
         intent = await self._store.update(name, cancel)
-        if intent.state == lifecycle.CANCELLING:
-            self._engine.kick(name)
         return intent_service_pb2.CancelIntentResponse(intent=intent)
 
     async def UpdateIntent(  # noqa: N802
@@ -297,6 +305,4 @@ class IntentServicer(intent_service_pb2_grpc.IntentServiceServicer):
             return changed
 
         intent = await self._store.update(name, update)
-        if intent.state == lifecycle.QUEUED:
-            self._engine.kick(name)
         return intent_service_pb2.UpdateIntentResponse(intent=intent)

@@ -3,11 +3,12 @@
 An `IntentStore` keeps intents and a log of their changes: every change gets
 the next store revision, so a watcher can resume after any revision it saw.
 A `TokenStore` keeps API tokens (hashes only). Implementations: SQLite for the
-embedded default; a Kubernetes CRD store for cluster mode.
+embedded default; FlareIntent and FlareToken objects for cluster mode.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,8 +29,8 @@ class IntentEvent:
 @dataclass(frozen=True, slots=True)
 class IntentPage:
     intents: Sequence[intent_pb2.Intent]
-    # Cursor for the next page; None on the last page.
-    next_cursor: int | None
+    # Cursor for the next page (each store has its own kind); None on the last page.
+    next_cursor: int | str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,36 @@ class Subscription(Protocol):
     def close(self) -> None: ...
 
 
+class QueueSubscription:
+    """A Subscription on a bounded queue. A subscriber that falls `limit` events
+    behind gets one None instead of the rest: it re-reads the log from where it was."""
+
+    def __init__(self, members: set[QueueSubscription], limit: int = 1024) -> None:
+        self._members = members
+        self._limit = limit
+        self._queue: asyncio.Queue[IntentEvent | None] = asyncio.Queue()
+        self._overflowed = False
+        members.add(self)
+
+    def push(self, event: IntentEvent) -> None:
+        if self._overflowed:
+            return
+        if self._queue.qsize() >= self._limit:
+            self._overflowed = True
+            self._queue.put_nowait(None)
+            return
+        self._queue.put_nowait(event)
+
+    async def next(self) -> IntentEvent | None:
+        event = await self._queue.get()
+        if event is None:
+            self._overflowed = False
+        return event
+
+    def close(self) -> None:
+        self._members.discard(self)
+
+
 class IntentStore(Protocol):
     async def create(
         self, intent: intent_pb2.Intent, *, tenant: str, request_id: str
@@ -58,9 +89,9 @@ class IntentStore(Protocol):
     async def get(self, name: str) -> intent_pb2.Intent | None: ...
 
     async def list_intents(
-        self, *, tenant: str, states: Sequence[int], limit: int, cursor: int | None
+        self, *, tenant: str, states: Sequence[int], limit: int, cursor: int | str | None
     ) -> IntentPage:
-        """Newest first."""
+        """Newest first. Raises InvalidArgument for a cursor this store did not issue."""
 
     async def update(self, name: str, change: Change) -> intent_pb2.Intent:
         """Apply `change` atomically to the stored intent (read, change, write

@@ -21,11 +21,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from controlplane.errors import AlreadyExists, NotFound, OutOfRange
+from controlplane.errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange
 from controlplane.intents import lifecycle
 from controlplane.names import tenant_of
-from controlplane.store.base import Change, IntentEvent, IntentPage, TokenRecord
+from controlplane.store.base import (
+    Change,
+    IntentEvent,
+    IntentPage,
+    QueueSubscription,
+    TokenRecord,
+)
 from flare.v1 import intent_pb2, token_service_pb2
+from flare.violation import FieldViolation
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -60,7 +67,6 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE INDEX IF NOT EXISTS tokens_by_tenant ON tokens (tenant, name);
 """
 BATCH_LIMIT = 512
-SUBSCRIBER_QUEUE = 1024
 
 Synchronous = Literal["FULL", "NORMAL"]
 _Job = Callable[[sqlite3.Connection], Any]
@@ -74,31 +80,6 @@ class _Operation:
         self.future = future
         self.loop = loop
         self.events: list[IntentEvent] = []
-
-
-class _Subscription:
-    def __init__(self, owner: SqliteStore) -> None:
-        self._owner = owner
-        self._queue: asyncio.Queue[IntentEvent | None] = asyncio.Queue()
-        self._overflowed = False
-
-    def push(self, event: IntentEvent) -> None:
-        if self._overflowed:
-            return
-        if self._queue.qsize() >= SUBSCRIBER_QUEUE:
-            self._overflowed = True
-            self._queue.put_nowait(None)
-            return
-        self._queue.put_nowait(event)
-
-    async def next(self) -> IntentEvent | None:
-        event = await self._queue.get()
-        if event is None:
-            self._overflowed = False
-        return event
-
-    def close(self) -> None:
-        self._owner._subscribers.discard(self)
 
 
 class SqliteStore:
@@ -115,7 +96,7 @@ class SqliteStore:
         self._synchronous = synchronous
         self._retention = event_retention
         self._jobs: queue.SimpleQueue[_Operation | None] = queue.SimpleQueue()
-        self._subscribers: set[_Subscription] = set()
+        self._subscribers: set[QueueSubscription] = set()
         self._revision = 0
         self._seq = 0
         self._oldest_event = 0
@@ -302,8 +283,11 @@ class SqliteStore:
         return result
 
     async def list_intents(
-        self, *, tenant: str, states: Sequence[int], limit: int, cursor: int | None
+        self, *, tenant: str, states: Sequence[int], limit: int, cursor: int | str | None
     ) -> IntentPage:
+        if isinstance(cursor, str):
+            raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
+
         def job(conn: sqlite3.Connection) -> IntentPage:
             query = "SELECT seq, body FROM intents WHERE tenant = ?"
             params: list[Any] = [tenant]
@@ -383,10 +367,8 @@ class SqliteStore:
         result: list[intent_pb2.Intent] = await self._submit(job)
         return result
 
-    def subscribe(self) -> _Subscription:
-        subscription = _Subscription(self)
-        self._subscribers.add(subscription)
-        return subscription
+    def subscribe(self) -> QueueSubscription:
+        return QueueSubscription(self._subscribers)
 
     # -- tokens -------------------------------------------------------------
 

@@ -12,6 +12,8 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[kubernete
 
 FROM python:3.11.11-slim-bookworm
 COPY --from=wheels /wheels /wheels
+# Offline, from the wheels resolved above under constraints.txt: every version is pinned.
+# hadolint ignore=DL3013
 RUN pip install --no-cache-dir --no-index --find-links /wheels "flare[kubernetes]" \
     && rm -rf /wheels
 # NVML comes from the host driver, mounted by the NVIDIA container runtime.

@@ -1,64 +1,43 @@
-"""The agent's manifests under deploy/, applied with server-side apply to a real
-API server: the DaemonSet lands on GPU nodes only, and the admission policy is
-enforced by the API server itself — the agent's identity may patch FLARE's keys
-on its own Node and nothing else."""
+"""The agent's manifests under deploy/, rendered by kustomize from the provider overlay and
+applied with server-side apply to a real API server: the DaemonSet lands on GPU nodes only,
+and the admission policy is enforced by the API server itself — the agent's identity may patch
+FLARE's keys on its own Node and nothing else."""
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 
+from tests.deploy.manifests import PROVIDER, apply_all, kustomize_build, named, unique
 from tests.harness.cluster import Cluster
 from tests.harness.gpu_nodes import NVIDIA_GPU, create_gpu_node
+from tests.harness.tools import Tools
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 pytestmark = pytest.mark.k8s
 
-AGENT = Path(__file__).resolve().parents[2] / "deploy" / "base" / "agent"
 AGENT_USER = "system:serviceaccount:flare-system:flare-agent"
 NODE_NAME_EXTRA = "authentication.kubernetes.io%2fnode-name"  # percent-encoded "/"
 
 
-def kustomization(folder: Path) -> list[dict[str, Any]]:
-    """The objects of a plain kustomization (a list of resources), in order."""
-    listed = yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"]
-    return [
-        doc
-        for name in listed
-        for doc in yaml.safe_load_all((folder / name).read_text())
-        if doc is not None
-    ]
-
-
-def apply_all(api: ApiClient, objects: list[dict[str, Any]]) -> None:
-    from kubernetes import dynamic
-
-    client = dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]
-    for body in objects:
-        resource = client.resources.get(api_version=body["apiVersion"], kind=body["kind"])
-        resource.server_side_apply(
-            body=body,
-            name=body["metadata"]["name"],
-            namespace=body["metadata"].get("namespace"),
-            field_manager="flare-deploy",
-            force_conflicts=True,
-        )
+@pytest.fixture(scope="module")
+def provider_objects(k8s_tools: Tools) -> list[dict[str, Any]]:
+    return kustomize_build(k8s_tools, PROVIDER)
 
 
 @pytest.fixture(scope="module")
 def agent_installed(
-    k8s_cluster: Cluster, k8s_api_client: Callable[[Cluster], ApiClient]
+    k8s_cluster: Cluster,
+    k8s_api_client: Callable[[Cluster], ApiClient],
+    provider_objects: list[dict[str, Any]],
 ) -> Iterator[ApiClient]:
     api = k8s_api_client(k8s_cluster)
-    apply_all(api, kustomization(AGENT))
+    apply_all(api, provider_objects)
     yield api
 
 
@@ -88,19 +67,26 @@ def annotate(key: str, value: str = "1") -> dict[str, Any]:
     return {"metadata": {"annotations": {key: value}}}
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def test_every_manifest_applies_to_a_real_api_server(agent_installed: ApiClient) -> None:
+def test_every_manifest_applies_to_a_real_api_server(
+    agent_installed: ApiClient, provider_objects: list[dict[str, Any]]
+) -> None:
     from kubernetes import client
 
+    kinds = {o["kind"] for o in provider_objects}
+    assert {"Namespace", "ServiceAccount", "ClusterRole", "DaemonSet"} <= kinds
+    assert "Deployment" not in kinds, "the provider overlay has no control plane"
     apps: Any = client.AppsV1Api(agent_installed)
     daemonset = apps.read_namespaced_daemon_set("flare-agent", "flare-system")
     [container] = daemonset.spec.template.spec.containers
     assert container.resources.requests == {"cpu": "10m", "memory": "64Mi"}
     assert container.security_context.read_only_root_filesystem is True
     assert daemonset.spec.template.spec.security_context.run_as_non_root is True
+    # The overlay's patch replaced the provider's facts and kept the base's other keys.
+    core: Any = client.CoreV1Api(agent_installed)
+    config = core.read_namespaced_config_map("flare-agent", "flare-system").data
+    patch = named(provider_objects, "ConfigMap", "flare-agent")["data"]
+    assert config["FLARE_PROVIDER"] == patch["FLARE_PROVIDER"] != "example-provider"
+    assert config["FLARE_CONTROL_PLANE"] == "flare-controlplane.flare-system.svc:50051"
 
 
 def test_the_daemonset_runs_on_gpu_nodes_only(

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 START_TIMEOUT = 90.0
 SERVICE_CIDR = "10.96.0.0/16"
 KWOK_STAGES = Path(__file__).with_name("kwok-stages.yaml")
+# FLARE's own resources (cluster mode), generated from the protos.
+FLARE_CRDS = Path(__file__).resolve().parents[2] / "deploy" / "base" / "controlplane" / "crds.yaml"
 
 
 class ClusterStartError(RuntimeError):
@@ -51,7 +53,7 @@ class Options:
     workloads: bool = True
     """kube-controller-manager, kube-scheduler and kwok, so that pods get scheduled and run."""
     crds: bool = True
-    """Install every CRD manifest of the tools directory."""
+    """Install every CRD manifest of the tools directory, and FLARE's own."""
 
 
 def scratch_root() -> Path:
@@ -182,7 +184,7 @@ class Cluster:
             self._spawn("kwok", self._kwok_args())
         if self.options.crds:
             with self.api_client() as client:
-                install_crds(client, self.tools.crd_files())
+                install_crds(client, [*self.tools.crd_files(), FLARE_CRDS])
         if self.options.workloads:
             self._wait_for_default_service_account()
 

@@ -1,4 +1,5 @@
-"""Where the Kubernetes test binaries and CRD manifests built by scripts/k8s-tools.sh live."""
+"""Where the Kubernetes test binaries (kustomize, for the deploy/ tests, among them) and CRD
+manifests built by scripts/k8s-tools.sh live."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "kustomize",
+)
 BUILD_HINT = "run scripts/k8s-tools.sh to build the Kubernetes test binaries"
 
 

@@ -31,6 +31,7 @@ def test_missing_tools_names_what_is_absent(tmp_path: Path) -> None:
         "kube-controller-manager",
         "kube-scheduler",
         "kwok",
+        "kustomize",
         "crds",
     ]
 

@@ -253,6 +253,15 @@ class FluidosFederation(CapacityListeners):
             raise CapacityGone(f"the peering candidate {candidate_name} is gone")
         name = workload.resource_name(intent.name)
         gpus = sum(n.gpu_count for n in intent.placement.nodes)
+        if intent.name not in self._holds:
+            # Hold first, with no await between the check and the hold, so that intents
+            # planned meanwhile see these GPUs taken (one event loop: no other worker runs).
+            offer = offer_of(candidate)
+            held = sum(n for c, n in self._holds.values() if c == candidate_name)
+            free = (offer.gpus_free if offer else 0) - held
+            if free < gpus:
+                raise CapacityGone(f"{candidate_name} has {max(free, 0)} free GPUs, {gpus} needed")
+            self._holds[intent.name] = (candidate_name, gpus)
         needs = requirements.from_intent(intent)
         resources = intent.workload.resources
         await self._create(
@@ -316,7 +325,6 @@ class FluidosFederation(CapacityListeners):
             self._block(candidate_name)
             await self.release(intent)
             raise CapacityGone(f"the reservation {_phase(reservation).lower()}: {message}")
-        self._holds[intent.name] = (candidate_name, gpus)
         contract = ((reservation.get("status") or {}).get("contract") or {}).get("name", "")
         return f"reservation {name} solved: contract {contract} for {gpus} GPUs of {candidate_name}"
 

@@ -1,0 +1,277 @@
+"""Two control-plane replicas in cluster mode on the consumer cluster of the
+FLUIDOS federation, each running as the control plane's ServiceAccount with
+exactly the RBAC of deploy/: the leader is `kill -9`ed while clients create
+intents. A follower takes the Lease and carries on; every acknowledged intent
+is there once, and no GPU is allocated twice."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+
+from controlplane.cluster import resources
+from controlplane.cluster.admin import ADMIN_SECRET
+from controlplane.federation.fluidos import workload
+from controlplane.intents import lifecycle
+from flare.v1 import intent_pb2, intent_service_pb2, intent_service_pb2_grpc
+from tests.controlplane_process import ControlPlaneProcess
+from tests.deploy.manifests import CONTROLPLANE, NAMESPACE_BASE, apply_all, kustomization
+from tests.federation.world import OFFERINGS, World
+from tests.harness.waiting import wait_until
+from tests.intents import gpu_job
+
+pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+INTENTS = 12
+GPUS = 2  # 12 x 2 GPUs ask for more than the federation's 20: some must queue
+CLIENTS = 4
+KILL_AFTER = 4  # acknowledged intents before the leader dies
+LEASE_SECONDS = 6
+TAKEOVER_TARGET = 10.0
+NAMESPACE = "flare-system"  # the one deploy/'s RBAC names
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def as_service_account(world: World, root: Path) -> Path:
+    """Installs the control plane's namespace and RBAC from deploy/ on the consumer
+    cluster and returns a kubeconfig with a token of its ServiceAccount."""
+    from kubernetes import client
+
+    api = world.consumer
+    apply_all(api, [*kustomization(NAMESPACE_BASE), *documents(CONTROLPLANE / "rbac.yaml")])
+    minted: Any = client.CoreV1Api(api).create_namespaced_service_account_token(
+        "flare-controlplane",
+        NAMESPACE,
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
+    )
+    cluster = world.federation.consumer
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "consumer",
+                "cluster": {
+                    "server": cluster.server,
+                    "certificate-authority": str(cluster.workdir / "ca.crt"),
+                },
+            }
+        ],
+        "users": [{"name": "flare-controlplane", "user": {"token": minted.status.token}}],
+        "contexts": [
+            {"name": "consumer", "context": {"cluster": "consumer", "user": "flare-controlplane"}}
+        ],
+        "current-context": "consumer",
+    }
+    path = root / "controlplane.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class Replicas:
+    def __init__(self, world: World, root: Path) -> None:
+        self.world, self.namespace, self.root = world, NAMESPACE, root
+        self.kubeconfig = as_service_account(world, root)
+        self.processes: dict[str, ControlPlaneProcess] = {}
+
+    def start(self, identity: str) -> ControlPlaneProcess:
+        kubeconfig = str(self.kubeconfig)
+        process = ControlPlaneProcess(
+            self.root / identity,
+            flags=(
+                "--store", "kubernetes",
+                "--federation", "fluidos",
+                "--kubeconfig", kubeconfig,
+                "--namespace", self.namespace,
+                "--identity", identity,
+                "--lease-duration", str(LEASE_SECONDS),
+            ),
+        )  # fmt: skip
+        process.start()
+        self.processes[identity] = process
+        return process
+
+    def holder(self) -> str:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            lease: Any = client.CoordinationV1Api(self.world.consumer).read_namespaced_lease(
+                "flare-controlplane", self.namespace
+            )
+        except ApiException:
+            return ""
+        return str(lease.spec.holder_identity or "")
+
+    def admin_token(self) -> str:
+        from kubernetes import client
+
+        secret: Any = client.CoreV1Api(self.world.consumer).read_namespaced_secret(
+            ADMIN_SECRET, self.namespace
+        )
+        return base64.b64decode(secret.data["token"]).decode().strip()
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop()
+
+
+@pytest.fixture
+def replicas(fluidos_world: World, tmp_path: Path) -> Iterator[Replicas]:
+    from kubernetes import client
+
+    running = Replicas(fluidos_world, tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+        client.CoreV1Api(fluidos_world.consumer).delete_namespace(NAMESPACE)
+
+
+def flare_intents(world: World, namespace: str) -> list[dict[str, Any]]:
+    from kubernetes import client
+
+    listed: Any = client.CustomObjectsApi(world.consumer).list_namespaced_custom_object(
+        resources.GROUP, resources.VERSION, namespace, resources.INTENTS
+    )
+    return list(listed["items"])
+
+
+def reservations_of(world: World, names: set[str]) -> Counter[str]:
+    from kubernetes import client
+
+    listed: Any = client.CustomObjectsApi(world.consumer).list_namespaced_custom_object(
+        "reservation.fluidos.eu", "v1alpha1", "fluidos", "reservations"
+    )
+    wanted = {workload.resource_name(n): n for n in names}
+    return Counter(
+        wanted[r["metadata"]["name"]] for r in listed["items"] if r["metadata"]["name"] in wanted
+    )
+
+
+async def test_the_leader_killed_while_intents_are_created(
+    replicas: Replicas, fluidos_world: World
+) -> None:
+    leader = replicas.start("replica-a")
+    wait_until(lambda: replicas.holder() == "replica-a", timeout=30, what="replica-a leads")
+    wait_until(lambda: bool(replicas.admin_token()), timeout=30, what="the admin token Secret")
+    follower = replicas.start("replica-b")
+    md = (("authorization", f"Bearer {replicas.admin_token()}"),)
+    channels = [grpc.aio.insecure_channel(p.address) for p in (leader, follower)]
+    stubs = [intent_service_pb2_grpc.IntentServiceStub(c) for c in channels]
+    acknowledged: dict[str, str] = {}  # request id -> intent name
+    killed = asyncio.Event()
+    takeover: list[float] = []
+
+    async def create(request_id: str, first: int) -> None:
+        """A client that retries the same request on the other replica, as a client
+        behind a Service would."""
+        deadline = time.monotonic() + 60
+        attempt = 0
+        while True:
+            stub = stubs[(first + attempt) % 2]
+            try:
+                reply = await stub.CreateIntent(
+                    intent_service_pb2.CreateIntentRequest(
+                        intent=gpu_job("train", count=GPUS), request_id=request_id
+                    ),
+                    metadata=md,
+                    timeout=5,
+                )
+            except grpc.aio.AioRpcError:
+                assert time.monotonic() < deadline, f"{request_id} never acknowledged"
+                attempt += 1
+                await asyncio.sleep(0.1)
+                continue
+            acknowledged[request_id] = reply.intent.name
+            return
+
+    async def client(number: int) -> None:
+        for index in range(number, INTENTS, CLIENTS):
+            await create(f"r-{index}", number)
+            await asyncio.sleep(0.3)
+
+    async def kill_the_leader() -> None:
+        while len(acknowledged) < KILL_AFTER:
+            await asyncio.sleep(0.02)
+        leader.kill()
+        died = time.monotonic()
+        killed.set()
+        while replicas.holder() != "replica-b":
+            await asyncio.sleep(0.05)
+        takeover.append(time.monotonic() - died)
+
+    try:
+        await asyncio.gather(kill_the_leader(), *(client(n) for n in range(CLIENTS)))
+        stub = stubs[1]
+
+        async def settled() -> list[intent_pb2.Intent]:
+            while True:
+                intents = [
+                    (
+                        await stub.GetIntent(
+                            intent_service_pb2.GetIntentRequest(name=name), metadata=md
+                        )
+                    ).intent
+                    for name in acknowledged.values()
+                ]
+                if all(i.state in (lifecycle.RUNNING, lifecycle.QUEUED) for i in intents):
+                    return intents
+                await asyncio.sleep(0.3)
+
+        intents = await asyncio.wait_for(settled(), 180)
+        objects = flare_intents(fluidos_world, replicas.namespace)
+        running = [i for i in intents if i.state == lifecycle.RUNNING]
+        per_provider = Counter[str]()
+        for intent in running:
+            per_provider[intent.placement.provider] += GPUS
+        capacity = sum(o.gpus for o in OFFERINGS.values())
+
+        # Every acknowledged intent is there, once.
+        assert len(acknowledged) == INTENTS
+        by_request = Counter(o["status"].get("requestId") for o in objects)
+        assert all(by_request[r] == 1 for r in acknowledged), by_request
+        assert len(objects) == INTENTS
+        # Nothing placed twice, no provider sold beyond its GPUs, and the federation full.
+        assert all(per_provider[p] <= o.gpus for p, o in OFFERINGS.items()), per_provider
+        assert len(running) == capacity // GPUS
+        assert reservations_of(fluidos_world, {i.name for i in running}) == Counter(
+            {i.name: 1 for i in running}
+        )
+        assert (
+            reservations_of(fluidos_world, {i.name for i in intents if i.state == lifecycle.QUEUED})
+            == Counter()
+        )
+        # The follower took over within the target.
+        assert killed.is_set() and takeover[0] <= TAKEOVER_TARGET, takeover
+        print(f"takeover after kill -9: {takeover[0]:.2f} s")
+
+        for intent in running:
+            await stub.CancelIntent(
+                intent_service_pb2.CancelIntentRequest(name=intent.name), metadata=md
+            )
+
+        async def cancelled() -> None:
+            for intent in running:
+                while (
+                    await stub.GetIntent(
+                        intent_service_pb2.GetIntentRequest(name=intent.name), metadata=md
+                    )
+                ).intent.state != lifecycle.CANCELLED:
+                    await asyncio.sleep(0.3)
+
+        await asyncio.wait_for(cancelled(), 120)
+    finally:
+        for channel in channels:
+            await channel.close()
