@@ -30,7 +30,7 @@ from controlplane.clock import utc_now
 from controlplane.cluster.admin import ADMIN_SECRET, ensure_admin_secret
 from controlplane.cluster.lease import LeaderElection, LeadershipLost, Timing
 from controlplane.cluster.serviceaccounts import ServiceAccountTokens
-from controlplane.engine import IntentEngine
+from controlplane.engine import CHECK_SECONDS, IntentEngine
 from controlplane.errors import FlareError
 from controlplane.federation.fluidos.adapter import FluidosFederation, Identity
 from controlplane.federation.local import LocalFederation, load_offers
@@ -98,6 +98,8 @@ class Settings:
     # This replica's name in leader election (a pod's name in a cluster).
     identity: str = field(default_factory=default_identity)
     lease: Timing = field(default_factory=Timing)
+    # How often running intents' providers and workloads are checked (failover, repair).
+    check_seconds: float = CHECK_SECONDS
     fluidos_identity: Identity = field(
         default_factory=lambda: Identity(node_id="flare-consumer", domain="flare.local", ip="")
     )
@@ -183,6 +185,7 @@ class ControlPlane:
             workers=settings.engine_workers,
             balanced_weights=settings.balanced_weights,
             on_planned=self.metrics.placement_seconds.observe,
+            check_seconds=settings.check_seconds,
         )
         # In cluster mode, Kubernetes ServiceAccount tokens are credentials too.
         service_accounts = (
@@ -320,6 +323,8 @@ class ControlPlane:
     async def _tell(self, notice: Notice) -> None:
         log.warning(notice.message, extra={"intent": notice.intent, "reason": notice.reason})
         await self._note(notice.intent, notice.reason, notice.message)
+        if notice.failure and self.engine is not None:
+            self.engine.fail(notice.intent, notice.reason, notice.message)
 
     async def _note(self, name: str, reason: str, message: str) -> None:
         """An event in an intent's history that changes no state."""

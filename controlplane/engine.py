@@ -1,7 +1,11 @@
 """The intent engine: moves each intent through its lifecycle.
 
 PENDING -> PLANNING -> (QUEUED | RESERVING -> DEPLOYING -> RUNNING), and
-CANCELLING -> CANCELLED. Every step is recorded in the store before the next
+CANCELLING -> CANCELLED. When a running intent's provider or GPUs fail (told by
+telemetry, or found by the periodic check), the engine fails it over: the
+failed offer is blocked for a while, the workload released, and the intent,
+under the same name, planned again elsewhere; a workload deleted by hand is
+deployed again. Every step is recorded in the store before the next
 one starts, and every step is safe to repeat, so after a crash the engine
 picks up each live intent where it was. Several workers run at once; the
 federation's reserve is what prevents double-booking, and a lost race sends
@@ -15,11 +19,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from controlplane.clock import Clock, utc_now
 from controlplane.convert import to_placement_proto, to_plan_proto
 from controlplane.errors import FlareError
-from controlplane.federation.port import CapacityGone, Federation
+from controlplane.federation.port import CapacityGone, Federation, Trouble
 from controlplane.intents import lifecycle
 from controlplane.placement import planner, requirements
 from controlplane.placement.planner import PlanResult
@@ -28,6 +33,12 @@ from flare.v1 import intent_pb2
 
 log = logging.getLogger(__name__)
 MAX_REPLANS = 5
+# A failed offer stays out of placement this long (SkyPilot's "blocked resources").
+BLOCK_SECONDS = 600.0
+# How often running intents' workloads and providers are checked.
+CHECK_SECONDS = 15.0
+# States in which a failure moves the intent elsewhere.
+MOVABLE = frozenset({lifecycle.DEPLOYING, lifecycle.RUNNING})
 
 
 class IntentEngine:
@@ -40,8 +51,14 @@ class IntentEngine:
         workers: int = 16,
         balanced_weights: Mapping[str, float] | None = None,
         on_planned: Callable[[float], None] = lambda seconds: None,
+        check_seconds: float = CHECK_SECONDS,
+        block_seconds: float = BLOCK_SECONDS,
     ) -> None:
         self._store = store
+        self._check_seconds = check_seconds
+        self._block_seconds = block_seconds
+        # Failures and drift found for intents, acted on by the intent's next step.
+        self._troubles: dict[str, Trouble] = {}
         self._on_planned = on_planned
         self._federation = federation
         self._clock = clock
@@ -65,6 +82,32 @@ class IntentEngine:
             asyncio.create_task(self._work(), name=f"engine-{i}") for i in range(self._workers)
         ]
         self._tasks.append(asyncio.create_task(self._follow(subscription), name="engine-follow"))
+        self._tasks.append(asyncio.create_task(self._check_running(), name="engine-check"))
+
+    def fail(self, name: str, reason: str, message: str) -> None:
+        """The provider or GPUs of intent `name` failed: if it is running there, move
+        it. Acted on in the intent's next step, never beside another step of it."""
+        if not self._tasks:
+            return  # not leading: the leader hears of it itself
+        self._troubles[name] = Trouble("failed", reason, message)
+        self.kick(name)
+
+    async def _check_running(self) -> None:
+        """Asks the federation about every running intent, now and then: a failed
+        provider moves the intent, a missing workload is deployed again."""
+        while True:
+            await asyncio.sleep(self._check_seconds)
+            for intent in await self._store.live():
+                if intent.state != lifecycle.RUNNING or intent.name in self._troubles:
+                    continue
+                try:
+                    trouble = await self._federation.check(intent)
+                except Exception:
+                    log.exception("checking an intent failed", extra={"intent": intent.name})
+                    continue
+                if trouble is not None:
+                    self._troubles[intent.name] = trouble
+                    self.kick(intent.name)
 
     async def _follow(self, subscription: Subscription) -> None:
         try:
@@ -147,6 +190,14 @@ class IntentEngine:
             intent = await self._store.get(name)
             if intent is None or intent.state in lifecycle.TERMINAL:
                 return
+            trouble = self._troubles.pop(name, None)
+            if trouble is not None and intent.state in MOVABLE:
+                if trouble.kind == "failed":
+                    await self._fail_over(intent, trouble)
+                    continue
+                if intent.state == lifecycle.RUNNING:
+                    await self._repair(intent, trouble)
+                    return
             step = _STEPS.get(intent.state)
             if step is None:
                 return
@@ -160,6 +211,8 @@ class IntentEngine:
         reason: str,
         message: str,
         mutate: object = None,
+        *,
+        now: datetime | None = None,
     ) -> intent_pb2.Intent | None:
         """Move `intent` to `target` if it is still in the state we read;
         None if someone else (a cancel) changed it first."""
@@ -169,7 +222,7 @@ class IntentEngine:
             if current.state != expected:
                 return None
             moved = lifecycle.transition(
-                current, target, reason=reason, message=message, now=self._clock()
+                current, target, reason=reason, message=message, now=now or self._clock()
             )
             if callable(mutate):
                 mutate(moved)
@@ -244,7 +297,7 @@ class IntentEngine:
         try:
             endpoint = await self._federation.deploy(intent)
         except FlareError as error:
-            await self._federation.release(intent)
+            await self._federation.release(intent, moving=True)
             await self._transition(
                 intent, lifecycle.PLANNING, "DeployFailed", f"{error}; planning again"
             )
@@ -254,9 +307,56 @@ class IntentEngine:
             moved.endpoint = endpoint
 
         await self._transition(
-            intent, lifecycle.RUNNING, "Running", "workload running", set_endpoint
+            intent,
+            lifecycle.RUNNING,
+            "Running",
+            running_message(intent, self._clock()),
+            set_endpoint,
         )
         return False
+
+    async def _fail_over(self, intent: intent_pb2.Intent, trouble: Trouble) -> None:
+        # The move is recorded once the old placement is released (a crash before then
+        # leaves the intent where it was, to be failed over again), at the time it began.
+        began = self._clock()
+        placement = intent.placement
+        for offer in {n.offer or placement.offer for n in placement.nodes} | {placement.offer}:
+            self._federation.block(offer, self._block_seconds)
+        await self._federation.release(intent, moving=True)
+
+        def forget_endpoint(moved: intent_pb2.Intent) -> None:
+            moved.endpoint = ""
+
+        await self._transition(
+            intent,
+            lifecycle.PLANNING,
+            "Failover",
+            f"{trouble.reason}: {trouble.message}; leaving {placement.provider} "
+            f"(blocked for {self._block_seconds / 60:.0f} min) and planning elsewhere",
+            forget_endpoint,
+            now=began,
+        )
+
+    async def _repair(self, intent: intent_pb2.Intent, trouble: Trouble) -> None:
+        """Deploys a running intent's workload again (deploy is idempotent)."""
+        try:
+            await self._federation.deploy(intent)
+        except FlareError as error:
+            self._troubles[intent.name] = Trouble("failed", "RepairFailed", str(error))
+            self.kick(intent.name)
+            return
+
+        def record(current: intent_pb2.Intent) -> intent_pb2.Intent | None:
+            if current.state != lifecycle.RUNNING:
+                return None
+            return lifecycle.noted(
+                current,
+                reason="Repaired",
+                message=f"{trouble.message}; deployed again",
+                now=self._clock(),
+            )
+
+        await self._store.update(intent.name, record)
 
     async def _cancelling(self, intent: intent_pb2.Intent) -> bool:
         await self._federation.release(intent)
@@ -290,6 +390,31 @@ def waits_for_engine(intent: intent_pb2.Intent) -> bool:
             queued_at.nanos,
         )
     return False
+
+
+def running_message(intent: intent_pb2.Intent, now: datetime) -> str:
+    """ "workload running", and after a failover, how long the intent was
+    interrupted, against its SLA's max_interruption_time."""
+    failover = next(
+        (
+            t
+            for t in reversed(intent.history)
+            if t.to_state == lifecycle.RUNNING or t.reason == "Failover"
+        ),
+        None,
+    )
+    if failover is None or failover.reason != "Failover":
+        return "workload running"
+    interrupted = (now - failover.time.ToDatetime(tzinfo=now.tzinfo)).total_seconds()
+    message = (
+        f"workload running again on {intent.placement.provider} after a {interrupted:.1f} s "
+        "interruption"
+    )
+    if intent.sla.HasField("max_interruption_time"):
+        limit = intent.sla.max_interruption_time.ToTimedelta().total_seconds()
+        within = "within" if interrupted <= limit else "beyond"
+        message += f", {within} the SLA's {limit:g} s"
+    return message
 
 
 def plan_message(result: PlanResult) -> str:

@@ -148,6 +148,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "placement (FLARE_STALE_AFTER; default %(default)s)",
     )
     parser.add_argument(
+        "--check-interval",
+        type=float,
+        default=float(env("FLARE_CHECK_INTERVAL", str(defaults.check_seconds))),
+        help="seconds between checks of running intents: a failed provider moves them, a "
+        "workload deleted by hand is deployed again (FLARE_CHECK_INTERVAL; default %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env("FLARE_LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error"),
@@ -198,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         namespace=args.namespace,
         identity=args.identity,
         lease=lease_timing(args.lease_duration),
+        check_seconds=args.check_interval,
         fluidos_identity=Identity(args.fluidos_node_id, args.fluidos_domain, args.fluidos_ip),
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from controlplane.federation.port import CapacityGone, CapacityListeners
+from controlplane.federation.port import CapacityGone, CapacityListeners, Trouble
 from controlplane.placement import table
 from controlplane.placement.offers import Offer, gpu_facts
 from controlplane.placement.table import OfferTable
@@ -98,6 +99,7 @@ class LocalFederation(CapacityListeners):
         self._table: OfferTable | None = None
         self._index: dict[str, int] = {}
         self._held_column = np.zeros(0, dtype=np.int64)
+        self._blocked: dict[str, float] = {}  # offer -> monotonic time it is free again
 
     def _current(self) -> OfferTable:
         if self._table is None:
@@ -113,7 +115,22 @@ class LocalFederation(CapacityListeners):
         current = self._current()
         # An offer's own gpus_free is what it had before this control plane's holds.
         free: table.Ints = np.maximum(current.gpus_free - self._held_column, 0)
+        if self._blocked:
+            now = time.monotonic()
+            self._blocked = {o: until for o, until in self._blocked.items() if until > now}
+            for name in self._blocked:
+                if name in self._index:
+                    free[self._index[name]] = 0
         return free
+
+    def block(self, offer: str, seconds: float) -> None:
+        self._blocked[offer] = time.monotonic() + seconds
+
+    async def check(self, intent: intent_pb2.Intent) -> Trouble | None:
+        """Nothing to check here: the catalog's offers do not fail, and an agent's
+        node that fails (stale, a GPU lost or unhealthy) reaches the engine through
+        telemetry, after the agent has had its chance to reconnect."""
+        return None
 
     def replace_offers(self, source: str, offers: Iterable[Offer]) -> None:
         """Makes `offers` the offers of `source`, dropping its others. Listeners
@@ -179,7 +196,7 @@ class LocalFederation(CapacityListeners):
                 return f"http://{intent.workload.name}.{intent.placement.provider}.flare.local:{port.port}"
         return ""
 
-    async def release(self, intent: intent_pb2.Intent) -> None:
+    async def release(self, intent: intent_pb2.Intent, *, moving: bool = False) -> None:
         held = self._holds.pop(intent.name, None)
         if held is None:
             return

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from controlplane.placement.table import OfferTable
 from flare.v1 import intent_pb2
@@ -11,6 +12,19 @@ from flare.v1 import intent_pb2
 
 class CapacityGone(Exception):
     """The chosen offer no longer has the GPUs (someone else took them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Trouble:
+    """What a check found wrong with a running intent's placement.
+
+    `drift`: the workload is not what it should be (deleted by hand): deploying
+    again repairs it. `failed`: the provider cannot run it any more: the intent
+    must move elsewhere."""
+
+    kind: Literal["drift", "failed"]
+    reason: str  # CamelCase, for the intent's history
+    message: str
 
 
 class Federation(Protocol):
@@ -27,8 +41,15 @@ class Federation(Protocol):
         """Start the workload on the reserved GPUs; returns its endpoint URL
         ("" when nothing is exposed). Idempotent."""
 
-    async def release(self, intent: intent_pb2.Intent) -> None:
-        """Stop the workload and give the GPUs back. Idempotent."""
+    async def release(self, intent: intent_pb2.Intent, *, moving: bool = False) -> None:
+        """Stop the workload and give the GPUs back. Idempotent. `moving`: the intent
+        goes on elsewhere, so what its next placement reuses may stay."""
+
+    async def check(self, intent: intent_pb2.Intent) -> Trouble | None:
+        """What is wrong with a running intent's workload or provider, if anything."""
+
+    def block(self, offer: str, seconds: float) -> None:
+        """Leave `offer` out of placement for `seconds` (it failed an intent)."""
 
     def on_capacity_freed(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever GPUs become free (released, or offers

@@ -1,6 +1,7 @@
 """What the intents running on a node must learn when its GPUs' health changes:
 a GPU of theirs went unhealthy or was lost, the node's agent went quiet, or it
-recovered. Each change is said once; the reliability work acts on it."""
+recovered. Each change is said once; a failure moves the intent (the engine's
+failover)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ class Notice:
     intent: str
     reason: str  # CamelCase, as in the intent's history
     message: str
+
+    @property
+    def failure(self) -> bool:
+        """The intent cannot go on where it runs."""
+        return self.reason != "GpuRecovered"
 
 
 @dataclass

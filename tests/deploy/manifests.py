@@ -167,14 +167,17 @@ CONTROLPLANE_NEEDS: tuple[Grant, ...] = (
     Grant("fluidos", "reservation.fluidos.eu", "contracts", ("get", "delete")),
     Grant("fluidos", "nodecore.fluidos.eu", "allocations", ("list", "watch", "create", "delete")),
     # The intent's namespace, its Liqo offloading and its workload.
-    Grant(CLUSTER, "", "namespaces", ("list", "watch", "create", "delete")),
+    Grant(CLUSTER, "", "namespaces", ("get", "list", "watch", "create", "delete")),
     Grant(
-        EVERY_NAMESPACE, "offloading.liqo.io", "namespaceoffloadings", ("list", "watch", "create")
+        EVERY_NAMESPACE,
+        "offloading.liqo.io",
+        "namespaceoffloadings",
+        ("list", "watch", "create", "delete"),
     ),
     Grant(EVERY_NAMESPACE, "", "persistentvolumeclaims", ("create",)),
     Grant(EVERY_NAMESPACE, "", "services", ("create",)),
-    Grant(EVERY_NAMESPACE, "apps", "deployments", ("create",)),
-    Grant(EVERY_NAMESPACE, "batch", "jobs", ("create",)),
+    Grant(EVERY_NAMESPACE, "apps", "deployments", ("get", "create", "delete")),
+    Grant(EVERY_NAMESPACE, "batch", "jobs", ("get", "create", "delete")),
     Grant(EVERY_NAMESPACE, "autoscaling", "horizontalpodautoscalers", ("create",)),
     Grant(EVERY_NAMESPACE, "networking.k8s.io", "ingresses", ("create",)),
     Grant(EVERY_NAMESPACE, "", "pods", ("list", "watch")),

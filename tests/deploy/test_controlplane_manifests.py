@@ -313,7 +313,7 @@ UNRELATED: list[Access] = [
     ("create", "flare.fluidos.eu", "flaretokens", INTENT_NAMESPACE, ""),
     ("create", "", "pods", INTENT_NAMESPACE, ""),
     ("get", "", "pods", INTENT_NAMESPACE, ""),
-    ("delete", "apps", "deployments", INTENT_NAMESPACE, ""),
+    ("update", "apps", "deployments", INTENT_NAMESPACE, ""),
     ("patch", "apps", "deployments", "kube-system", ""),
     ("update", "", "namespaces", CLUSTER, ""),
     ("delete", "capsule.clastix.io", "tenants", CLUSTER, ""),

@@ -73,6 +73,8 @@ class FakeFluidos:
     refusing: set[str] = field(default_factory=set)
     # Providers whose peering fails: their Allocations end in Error.
     unpeerable: set[str] = field(default_factory=set)
+    # Providers lost after peering: their Active Allocations turn to Error.
+    lost: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -246,6 +248,14 @@ class FakeFluidos:
             contract = self._contracts.get(NAMESPACE, allocation["spec"]["contract"]["name"])
             provider = contract["spec"]["peeringTargetCredentials"]["liqoID"]
             status = (allocation.get("status") or {}).get("status")
+            if status == "Active" and provider in self.lost:
+                status = "Error"
+                allocation["status"] = {
+                    "status": status,
+                    "message": f"lost the peering with {provider}",
+                    "lastUpdateTime": _now(),
+                }
+                self._allocations.replace_status(NAMESPACE, allocation)
             if status is None:
                 peered = provider not in self.unpeerable
                 status = "Active" if peered else "Error"

@@ -41,6 +41,7 @@ async def fluidos_plane(fluidos_world: World, tmp_path: Path) -> AsyncIterator[R
         synchronous="NORMAL",
         grace_seconds=0.5,
         kubeconfig=fluidos_world.federation.consumer.kubeconfig,
+        check_seconds=0.5,
     )
     plane = ControlPlane(settings)
     await plane.start()

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.probe.sim import Fault, SimProbe
+from agent.probe.sim import SimProbe
 from controlplane.telemetry.hub import TelemetryHub
 from controlplane.telemetry.metrics import render_gpus, snapshot
 from controlplane.telemetry.watch import QUEUE_LIMIT, Selector, Watchers
@@ -243,37 +243,3 @@ async def test_flarectl_top_once_shows_the_gpus_and_their_intent(
     assert [row[2] for row in rows] == ["0", "1", "2", "3"]
     assert all(row[3] == "nvidia-a100" and "ok" in row for row in rows)
     assert sum(intent.name in line for line in lines) == 1
-
-
-async def test_the_intent_learns_when_its_gpu_fails_and_its_agent_goes_quiet(
-    control_plane: Running, agents: Agents
-) -> None:
-    probe = SimProbe("a100", 2, faults=[Fault(index=0, kind="ecc", at=40)])  # 2 s in
-    stop, task = start_agent(control_plane, probe, "lab-flaky", hourly_rate=eur("0.40"))
-    agents.append((stop, task))
-    await eventually(lambda: control_plane.plane.hub.nodes)
-    intent = await run_intent(control_plane, control_plane.admin_token, 1)
-
-    async def reasons() -> list[str]:
-        reply = await control_plane.intents.GetIntent(
-            intent_service_pb2.GetIntentRequest(name=intent.name),
-            metadata=control_plane.metadata(),
-        )
-        return [change.reason for change in reply.intent.history]
-
-    async def told(reason: str) -> bool:
-        return reason in await reasons()
-
-    await eventually(lambda: told("GpuUnhealthy"))
-    stop.set()
-    await task
-    control_plane.plane.settings.stale_after_seconds = 0.1
-    await asyncio.sleep(0.2)
-    control_plane.plane.hub.sweep(0.1)
-    await eventually(lambda: told("NodeStale"))
-    history = await reasons()
-    assert history.count("GpuUnhealthy") == 1  # said once, not at every sample
-    reply = await control_plane.intents.GetIntent(
-        intent_service_pb2.GetIntentRequest(name=intent.name), metadata=control_plane.metadata()
-    )
-    assert reply.intent.state == intent_pb2.STATE_RUNNING  # told, not moved: that is failover's job

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from controlplane.errors import FailedPrecondition
 from controlplane.federation.fluidos import selector, workload
 from controlplane.federation.fluidos.offers import offer_of
-from controlplane.federation.port import CapacityGone, CapacityListeners
+from controlplane.federation.port import CapacityGone, CapacityListeners, Trouble
 from controlplane.placement import requirements, table
 from controlplane.placement.offers import Offer
 from controlplane.placement.table import OfferTable
@@ -328,9 +328,58 @@ class FluidosFederation(CapacityListeners):
         contract = ((reservation.get("status") or {}).get("contract") or {}).get("name", "")
         return f"reservation {name} solved: contract {contract} for {gpus} GPUs of {candidate_name}"
 
-    def _block(self, candidate: str) -> None:
-        self._blocked[candidate] = time.monotonic() + self._timeouts.blocked
+    def _block(self, candidate: str, seconds: float | None = None) -> None:
+        self._blocked[candidate] = time.monotonic() + (seconds or self._timeouts.blocked)
         self._table = None
+
+    def block(self, offer: str, seconds: float) -> None:
+        self._block(_candidate_of(offer), seconds)
+
+    # -- check ---------------------------------------------------------------------
+
+    async def check(self, intent: intent_pb2.Intent) -> Trouble | None:
+        """A running intent's Allocation in error or gone means its provider failed; its
+        namespace or its Deployment/Job gone means drift, which deploying repairs."""
+        name = workload.resource_name(intent.name)
+        allocation = await self._get("allocations", name)
+        if allocation is None:
+            return Trouble("failed", "AllocationGone", f"the allocation {name} is gone")
+        status = allocation.get("status") or {}
+        if status.get("status") == "Error":
+            message = status.get("message", "")
+            return Trouble("failed", "AllocationError", f"the allocation {name} failed: {message}")
+        for kind, object_name in await asyncio.to_thread(self._missing, intent):
+            return Trouble("drift", "WorkloadMissing", f"{kind} {object_name} is gone")
+        return None
+
+    def _missing(self, intent: intent_pb2.Intent) -> list[tuple[str, str]]:
+        """The namespace and the workload's Deployment or Job that do not exist."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        space = workload.resource_name(intent.name)
+        apps: Any = client.AppsV1Api(self._api)
+        batch: Any = client.BatchV1Api(self._api)
+        readers: dict[str, Callable[..., Any]] = {
+            "Deployment": apps.read_namespaced_deployment,
+            "Job": batch.read_namespaced_job,
+        }
+        reads: list[tuple[str, str, Callable[..., Any], tuple[str, ...]]] = [
+            ("Namespace", space, self._core.read_namespace, (space,))
+        ]
+        for manifest in workload.manifests(intent, liqo_id=""):
+            kind, object_name = manifest["kind"], manifest["metadata"]["name"]
+            if kind in readers:
+                reads.append((kind, object_name, readers[kind], (object_name, space)))
+        missing = []
+        for kind, object_name, read, args in reads:
+            try:
+                read(*args)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                missing.append((kind, object_name))
+        return missing
 
     # -- deploy --------------------------------------------------------------------
 
@@ -414,7 +463,10 @@ class FluidosFederation(CapacityListeners):
         from kubernetes import watch
 
         _, intent_id = workload.ids(intent.name)
-        selector_text = f"{workload.INTENT_LABEL}={intent_id}"
+        selector_text = (
+            f"{workload.INTENT_LABEL}={intent_id},"
+            f"{workload.PROVIDER_LABEL}={workload.provider_label(intent)}"
+        )
         wanted = max(1, intent.workload.scaling.min_replicas)
         if intent.workload.type == intent_pb2.WORKLOAD_TYPE_JOB:
             wanted = max(1, intent.workload.batch.parallel_tasks)
@@ -423,7 +475,7 @@ class FluidosFederation(CapacityListeners):
             deadline = time.monotonic() + self._timeouts.pods
             while time.monotonic() < deadline:
                 listed = self._core.list_namespaced_pod(namespace, label_selector=selector_text)
-                running = {p.metadata.name for p in listed.items if p.status.phase == "Running"}
+                running = {p.metadata.name for p in listed.items if _running(p)}
                 if len(running) >= wanted:
                     return True
                 stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
@@ -435,7 +487,7 @@ class FluidosFederation(CapacityListeners):
                 )
                 for event in stream:
                     pod = event["object"]
-                    if pod.status.phase == "Running":
+                    if _running(pod):
                         running.add(pod.metadata.name)
                     else:
                         running.discard(pod.metadata.name)
@@ -450,9 +502,12 @@ class FluidosFederation(CapacityListeners):
 
     # -- release -------------------------------------------------------------------
 
-    async def release(self, intent: intent_pb2.Intent) -> None:
+    async def release(self, intent: intent_pb2.Intent, *, moving: bool = False) -> None:
         name = workload.resource_name(intent.name)
-        await self._delete_core_namespace(name)
+        if moving:
+            await asyncio.to_thread(self._evacuate, intent)
+        else:
+            await self._delete_core_namespace(name)
         reservation = await self._get("reservations", name)
         contract = ((reservation or {}).get("status") or {}).get("contract") or {}
         for plural, object_name in (
@@ -466,6 +521,38 @@ class FluidosFederation(CapacityListeners):
         self.waited.pop(intent.name, None)
         if self._holds.pop(intent.name, None) is not None:
             self._notify()
+
+    def _evacuate(self, intent: intent_pb2.Intent) -> None:
+        """Takes the workload off its provider and keeps the namespace for the next
+        placement: the Deployment or Job goes (its pods with it, in the background;
+        pods of a lost provider may linger and never count, see PROVIDER_LABEL) and the
+        NamespaceOffloading, which names the old provider, goes and is waited for."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        space = workload.resource_name(intent.name)
+        deleters: dict[str, Callable[..., Any]] = {
+            "Deployment": client.AppsV1Api(self._api).delete_namespaced_deployment,
+            "Job": client.BatchV1Api(self._api).delete_namespaced_job,
+        }
+        for manifest in workload.manifests(intent, liqo_id=""):
+            delete = deleters.get(manifest["kind"])
+            if delete is not None:
+                with contextlib.suppress(ApiException):
+                    delete(manifest["metadata"]["name"], space, propagation_policy="Background")
+        group, version = workload.LIQO_OFFLOADING_GROUP, workload.LIQO_OFFLOADING_VERSION
+        deadline = time.monotonic() + self._timeouts.allocation
+        while time.monotonic() < deadline:
+            try:
+                self._custom.delete_namespaced_custom_object(
+                    group, version, space, "namespaceoffloadings", "offloading"
+                )
+            except ApiException as error:
+                if error.status == 404:
+                    return
+                raise
+            self._stop.wait(0.1)
+        log.warning("the NamespaceOffloading of %s is still being deleted", space)
 
     # -- Kubernetes helpers ------------------------------------------------------------
 
@@ -645,6 +732,10 @@ class FluidosFederation(CapacityListeners):
 
         if not await asyncio.to_thread(run):
             log.warning("namespace %s is still being deleted", name)
+
+
+def _running(pod: Any) -> bool:
+    return bool(pod.status.phase == "Running" and pod.metadata.deletion_timestamp is None)
 
 
 def _phase(resource: Mapping[str, Any]) -> str:

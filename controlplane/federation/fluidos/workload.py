@@ -15,6 +15,8 @@ from typing import Any
 from flare.v1 import intent_pb2
 
 INTENT_LABEL = "flare.fluidos.eu/intent"
+# On pods: the provider they were placed for, so pods of an earlier placement never count.
+PROVIDER_LABEL = "flare.fluidos.eu/provider"
 TENANT_LABEL = "capsule.clastix.io/tenant"
 REMOTE_CLUSTER_LABEL = "liqo.io/remote-cluster-id"
 VIRTUAL_NODE_TAINT_KEY = "virtual-node.liqo.io/not-allowed"
@@ -168,6 +170,10 @@ def _pod_spec(
     }
 
 
+def provider_label(intent: intent_pb2.Intent) -> str:
+    return _dns_label(intent.placement.provider) or "unplaced"
+
+
 def manifests(intent: intent_pb2.Intent, liqo_id: str) -> list[dict[str, Any]]:
     """Every object of the workload, in the order they are created."""
     workload = intent.workload
@@ -175,6 +181,7 @@ def manifests(intent: intent_pb2.Intent, liqo_id: str) -> list[dict[str, Any]]:
     _, intent_id = ids(intent.name)
     name = _dns_label(workload.name) or "workload"
     labels = {INTENT_LABEL: intent_id, "app.kubernetes.io/name": name}
+    pod_labels = {**labels, PROVIDER_LABEL: provider_label(intent)}
     vendor = intent.placement.gpu_model.split("-", 1)[0]
     gpu_resource = GPU_RESOURCES.get(vendor, GPU_RESOURCES["nvidia"])
     gpu_count = sum(n.gpu_count for n in intent.placement.nodes) or workload.resources.gpu.count
@@ -205,7 +212,7 @@ def manifests(intent: intent_pb2.Intent, liqo_id: str) -> list[dict[str, Any]]:
             else parallel,
             "backoffLimit": batch.max_retries if workload.HasField("batch") else 3,
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": pod_labels},
                 "spec": _pod_spec(intent, liqo_id, gpu_resource, per_pod, "Never"),
             },
         }
@@ -226,7 +233,7 @@ def manifests(intent: intent_pb2.Intent, liqo_id: str) -> list[dict[str, Any]]:
                     "replicas": replicas,
                     "selector": {"matchLabels": labels},
                     "template": {
-                        "metadata": {"labels": labels},
+                        "metadata": {"labels": pod_labels},
                         "spec": _pod_spec(intent, liqo_id, gpu_resource, per_pod, "Always"),
                     },
                 },
