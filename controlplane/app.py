@@ -36,6 +36,7 @@ from controlplane.federation.fluidos.adapter import FluidosFederation, Identity
 from controlplane.federation.local import LocalFederation, load_offers
 from controlplane.federation.port import Federation
 from controlplane.intents import lifecycle
+from controlplane.quotas import Quota, Quotas
 from controlplane.store.kubernetes import KubernetesStore
 from controlplane.store.sqlite import SqliteStore, Synchronous
 from controlplane.telemetry.attribution import Attribution
@@ -100,6 +101,8 @@ class Settings:
     lease: Timing = field(default_factory=Timing)
     # How often running intents' providers and workloads are checked (failover, repair).
     check_seconds: float = CHECK_SECONDS
+    # Per-tenant limits on GPUs and spend per hour (controlplane/quotas.py).
+    quotas: dict[str, Quota] = field(default_factory=dict)
     fluidos_identity: Identity = field(
         default_factory=lambda: Identity(node_id="flare-consumer", domain="flare.local", ip="")
     )
@@ -186,6 +189,7 @@ class ControlPlane:
             balanced_weights=settings.balanced_weights,
             on_planned=self.metrics.placement_seconds.observe,
             check_seconds=settings.check_seconds,
+            quotas=Quotas(settings.quotas, settings.exchange_rates),
         )
         # In cluster mode, Kubernetes ServiceAccount tokens are credentials too.
         service_accounts = (

@@ -28,6 +28,7 @@ from controlplane.federation.port import CapacityGone, Federation, Trouble
 from controlplane.intents import lifecycle
 from controlplane.placement import planner, requirements
 from controlplane.placement.planner import PlanResult
+from controlplane.quotas import Quotas
 from controlplane.store.base import IntentStore, Subscription
 from flare.v1 import intent_pb2
 
@@ -53,8 +54,10 @@ class IntentEngine:
         on_planned: Callable[[float], None] = lambda seconds: None,
         check_seconds: float = CHECK_SECONDS,
         block_seconds: float = BLOCK_SECONDS,
+        quotas: Quotas | None = None,
     ) -> None:
         self._store = store
+        self._quotas = quotas or Quotas({}, {})
         self._check_seconds = check_seconds
         self._block_seconds = block_seconds
         # Failures and drift found for intents, acted on by the intent's next step.
@@ -136,12 +139,21 @@ class IntentEngine:
             self._scheduled.add(name)
             self._queue.put_nowait(name)
 
+    async def admit(self, intent: intent_pb2.Intent) -> None:
+        """Raises ResourceExhausted when the intent would take its tenant past a quota."""
+        if self._quotas:
+            self._quotas.admit(intent, await self._store.live())
+
     async def plan_intent(self, intent: intent_pb2.Intent, top_k: int = 5) -> PlanResult:
-        """A dry-run plan of an intent against the current offers."""
+        """A dry-run plan of an intent against the current offers, within what its
+        tenant may still spend."""
+        needs = requirements.from_intent(intent, now=self._clock())
+        if self._quotas.limits_spend(intent):
+            needs = self._quotas.capped(needs, intent, await self._store.live())
         offers = await self._federation.offers()
         started = time.perf_counter()
         result = planner.plan(
-            requirements.from_intent(intent, now=self._clock()),
+            needs,
             offers,
             intent.objective,
             top_k=top_k,

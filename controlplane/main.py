@@ -23,6 +23,7 @@ from controlplane.cluster.lease import Timing
 from controlplane.errors import FlareError
 from controlplane.federation.fluidos.adapter import Identity
 from controlplane.placement.objectives import parse_weights
+from controlplane.quotas import parse_quotas
 from flare import logs
 from flare.money import parse_rates
 
@@ -148,6 +149,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "placement (FLARE_STALE_AFTER; default %(default)s)",
     )
     parser.add_argument(
+        "--quotas",
+        default=env("FLARE_QUOTAS", ""),
+        help="per-tenant limits, e.g. 'acme=gpus:8,spend:20 EUR;globex=gpus:2' (FLARE_QUOTAS; "
+        "default: none)",
+    )
+    parser.add_argument(
         "--check-interval",
         type=float,
         default=float(env("FLARE_CHECK_INTERVAL", str(defaults.check_seconds))),
@@ -185,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         rates = parse_rates(args.exchange_rates)
         balanced = parse_weights(args.balanced_weights) if args.balanced_weights else None
         lease_timing(args.lease_duration)
+        quotas = parse_quotas(args.quotas)
     except ValueError as error:
         print(f"flare-controlplane: {error}", file=sys.stderr)
         return 2
@@ -206,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         identity=args.identity,
         lease=lease_timing(args.lease_duration),
         check_seconds=args.check_interval,
+        quotas=quotas,
         fluidos_identity=Identity(args.fluidos_node_id, args.fluidos_domain, args.fluidos_ip),
     )
 

@@ -111,6 +111,7 @@ class IntentServicer(intent_service_pb2_grpc.IntentServiceServicer):
         spec.uid = str(uuid.uuid4())
         spec.request_id = request.request_id
         intent = lifecycle.created(spec, now=self._clock())
+        await self._engine.admit(intent)
         if request.validate_only:
             return intent_service_pb2.CreateIntentResponse(intent=intent, created=False)
         stored, created = await self._store.create(
