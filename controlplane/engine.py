@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+import numpy as np
+
 from controlplane.clock import Clock, utc_now
 from controlplane.convert import to_placement_proto, to_plan_proto
 from controlplane.errors import FlareError
@@ -28,6 +30,7 @@ from controlplane.federation.port import CapacityGone, Federation, Trouble
 from controlplane.intents import lifecycle
 from controlplane.placement import planner, requirements
 from controlplane.placement.planner import PlanResult
+from controlplane.placement.table import OfferTable
 from controlplane.quotas import Quotas
 from controlplane.store.base import IntentStore, Subscription
 from flare.v1 import intent_pb2
@@ -62,6 +65,8 @@ class IntentEngine:
         self._block_seconds = block_seconds
         # Failures and drift found for intents, acted on by the intent's next step.
         self._troubles: dict[str, Trouble] = {}
+        # Intents that preempted others and have yet to take the GPUs freed for them.
+        self._claims: set[str] = set()
         self._on_planned = on_planned
         self._federation = federation
         self._clock = clock
@@ -166,13 +171,22 @@ class IntentEngine:
         if self._requeue_pending:
             return
         self._requeue_pending = True
+        if self._claims:
+            return  # GPUs freed for a preempting intent: the queue waits until it has them
         asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._requeue_queued()))
 
     async def _requeue_queued(self) -> None:
         self._requeue_pending = False
-        for intent in await self._store.live():
-            if intent.state == lifecycle.QUEUED:
-                self.kick(intent.name)
+        queued = [i for i in await self._store.live() if i.state == lifecycle.QUEUED]
+        for intent in sorted(queued, key=priority_of, reverse=True):
+            self.kick(intent.name)
+
+    def _end_claim(self, name: str) -> None:
+        if name in self._claims:
+            self._claims.discard(name)
+            if not self._claims and self._requeue_pending:
+                self._requeue_pending = False
+                self._capacity_freed()
 
     async def _work(self) -> None:
         while True:
@@ -191,6 +205,7 @@ class IntentEngine:
             except Exception:
                 log.exception("intent step failed", extra={"intent": name})
             finally:
+                self._end_claim(name)
                 self._active.discard(name)
                 if name in self._rerun:
                     self._rerun.discard(name)
@@ -255,6 +270,8 @@ class IntentEngine:
         result = await self.plan_intent(intent)
         summary = plan_message(result)
         best = result.best
+        if best is None and intent.name not in self._claims and await self._preempt_for(intent):
+            return True  # plan again, on the GPUs just freed
         if best is None:
 
             def record_plan(moved: intent_pb2.Intent) -> None:
@@ -327,6 +344,85 @@ class IntentEngine:
         )
         return False
 
+    async def _preempt_for(self, intent: intent_pb2.Intent) -> bool:
+        """Frees GPUs for `intent` by preempting running intents of lower priority that
+        allow it, the fewest and lowest first, on the offers the planner would choose if
+        their GPUs were free. True when it preempted."""
+        live = await self._store.live()
+        victims = [v for v in live if may_preempt(v, intent)]
+        if not victims:
+            return False
+        table = await self._federation.offers()
+        index = {offer.name: i for i, offer in enumerate(table.offers)}
+        freeable = np.zeros(len(table.offers), dtype=np.int64)
+        on_offer: dict[str, list[tuple[intent_pb2.Intent, int]]] = {}
+        for victim in victims:
+            for node in victim.placement.nodes:
+                offer = node.offer or victim.placement.offer
+                if offer in index:
+                    freeable[index[offer]] += node.gpu_count
+                    on_offer.setdefault(offer, []).append((victim, node.gpu_count))
+        needs = requirements.from_intent(intent, now=self._clock())
+        if self._quotas.limits_spend(intent):
+            needs = self._quotas.capped(needs, intent, live)
+        widened = table.with_free(table.gpus_free + freeable)
+        best = planner.plan(needs, widened, intent.objective, top_k=1, alternatives=False).best
+        if best is None:
+            return False
+        chosen: dict[str, intent_pb2.Intent] = {}
+        for share in best.shares:
+            short = share.gpu_count - int(table.gpus_free[index[share.offer.name]])
+            ranked = sorted(
+                on_offer.get(share.offer.name, []),
+                key=lambda pair: (priority_of(pair[0]), -pair[0].create_time.seconds),
+            )
+            for victim, gpus in ranked:
+                if short <= 0:
+                    break
+                if victim.name in chosen:
+                    short -= gpus
+                elif await self._may_interrupt(victim, table, share.offer.name):
+                    chosen[victim.name] = victim
+                    short -= gpus
+            if short > 0:
+                return False
+        self._claims.add(intent.name)
+        label = intent_pb2.Priority.Name(priority_of(intent)).removeprefix("PRIORITY_")
+        for victim in chosen.values():
+            await self._federation.release(victim)
+            await self._transition(
+                victim,
+                lifecycle.QUEUED,
+                "Preempted",
+                f"preempted by {intent.name} (priority {label}); waiting for capacity",
+            )
+
+        def record(current: intent_pb2.Intent) -> intent_pb2.Intent | None:
+            return lifecycle.noted(
+                current,
+                reason="Preempting",
+                message=f"preempted {', '.join(sorted(chosen))} to run on {best.offer.provider}",
+                now=self._clock(),
+            )
+
+        await self._store.update(intent.name, record)
+        return True
+
+    async def _may_interrupt(
+        self, victim: intent_pb2.Intent, table: OfferTable, taken: str
+    ) -> bool:
+        """A victim with a max_interruption_time is preempted only when it can move
+        elsewhere at once (another offer has room for it now)."""
+        if not victim.sla.HasField("max_interruption_time"):
+            return True
+        free = table.gpus_free.copy()
+        free[[i for i, o in enumerate(table.offers) if o.name == taken]] = 0
+        needs = requirements.from_intent(victim, now=self._clock())
+        moved = planner.plan(
+            needs, table.with_free(free), victim.objective, top_k=1, alternatives=False
+        )
+        return moved.best is not None
+
     async def _fail_over(self, intent: intent_pb2.Intent, trouble: Trouble) -> None:
         # The move is recorded once the old placement is released (a crash before then
         # leaves the intent where it was, to be failed over again), at the time it began.
@@ -386,6 +482,20 @@ _STEPS = {
     lifecycle.DEPLOYING: IntentEngine._deploying,
     lifecycle.CANCELLING: IntentEngine._cancelling,
 }
+
+
+def priority_of(intent: intent_pb2.Intent) -> intent_pb2.Priority.ValueType:
+    return intent.priority or intent_pb2.PRIORITY_NORMAL
+
+
+def may_preempt(victim: intent_pb2.Intent, intent: intent_pb2.Intent) -> bool:
+    """Whether running `victim` may yield its GPUs to `intent`: strictly lower
+    priority, and preemptible (its SLA says so; unset: when its priority is LOW)."""
+    if victim.state != lifecycle.RUNNING or priority_of(victim) >= priority_of(intent):
+        return False
+    if victim.sla.HasField("preemptible"):
+        return victim.sla.preemptible
+    return priority_of(victim) == intent_pb2.PRIORITY_LOW
 
 
 def waits_for_engine(intent: intent_pb2.Intent) -> bool:

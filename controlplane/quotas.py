@@ -23,7 +23,7 @@ from decimal import Decimal
 
 from controlplane.errors import ResourceExhausted
 from controlplane.intents import lifecycle
-from controlplane.names import TENANT_ID, tenant_of
+from controlplane.names import TENANT_ID
 from controlplane.placement.requirements import Requirements
 from flare.money import Money, MoneyError, check_currency, convert, parse_amount, parse_shorthand
 from flare.v1 import intent_pb2
@@ -65,6 +65,11 @@ def parse_quotas(text: str) -> dict[str, Quota]:
     return quotas
 
 
+def _tenant(intent: intent_pb2.Intent) -> str:
+    parts = intent.name.split("/")
+    return parts[1] if len(parts) > 1 else ""
+
+
 def gpus_of(intent: intent_pb2.Intent) -> int:
     placed = sum(node.gpu_count for node in intent.placement.nodes)
     return placed or intent.workload.resources.gpu.count
@@ -93,11 +98,11 @@ class Quotas:
 
     def admit(self, intent: intent_pb2.Intent, live: Iterable[intent_pb2.Intent]) -> None:
         """Raises ResourceExhausted when `intent` would take its tenant past a quota."""
-        tenant = tenant_of(intent.name)
+        tenant = _tenant(intent)
         quota = self._quotas.get(tenant)
         if quota is None:
             return
-        others = [i for i in live if tenant_of(i.name) == tenant and i.name != intent.name]
+        others = [i for i in live if _tenant(i) == tenant and i.name != intent.name]
         if quota.gpus is not None:
             used = sum(gpus_of(i) for i in others)
             if used + gpus_of(intent) > quota.gpus:
@@ -118,7 +123,7 @@ class Quotas:
                 )
 
     def limits_spend(self, intent: intent_pb2.Intent) -> bool:
-        quota = self._quotas.get(tenant_of(intent.name))
+        quota = self._quotas.get(_tenant(intent))
         return quota is not None and quota.hourly_spend is not None
 
     def spend_left(
@@ -126,7 +131,7 @@ class Quotas:
     ) -> Money | None:
         """The most `intent` may cost per hour under its tenant's spend quota (EUR);
         None without one."""
-        tenant = tenant_of(intent.name)
+        tenant = _tenant(intent)
         quota = self._quotas.get(tenant)
         if quota is None or quota.hourly_spend is None:
             return None
@@ -135,7 +140,7 @@ class Quotas:
             (
                 spend_of(i, self._rates)
                 for i in live
-                if tenant_of(i.name) == tenant and i.name != intent.name
+                if _tenant(i) == tenant and i.name != intent.name
             ),
             Decimal(0),
         )

@@ -123,11 +123,13 @@ class IntentServicer(intent_service_pb2_grpc.IntentServiceServicer):
         self, request: intent_service_pb2.PlanIntentRequest, context: Context
     ) -> intent_service_pb2.PlanIntentResponse:
         caller = principal()
-        caller.tenant_for(parse_parent(request.parent, default_tenant=caller.tenant))
+        tenant = caller.tenant_for(parse_parent(request.parent, default_tenant=caller.tenant))
         extra = []
         if not 0 <= request.top_k <= MAX_TOP_K:
             extra.append(FieldViolation("top_k", f"must be between 0 and {MAX_TOP_K}"))
         spec = self._validated(request.intent, extra)
+        # Planned as an intent of the tenant would be: within what its quotas leave.
+        spec.name = intent_name(tenant, "plan")
         result = await self._engine.plan_intent(spec, top_k=request.top_k or 5)
         return intent_service_pb2.PlanIntentResponse(plan=to_plan_proto(result))
 

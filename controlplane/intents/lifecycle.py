@@ -4,8 +4,8 @@
                   │  ▲          │            │           │
                   ▼  │          └──(re-plan: reservation or deploy failed,
                 QUEUED              provider lost)──▶ PLANNING
-    Any live state ─▶ FAILED. Cancel: before RESERVING ─▶ CANCELLED at once;
-    from RESERVING on ─▶ CANCELLING (release) ─▶ CANCELLED.
+    RUNNING ─▶ QUEUED when preempted. Any live state ─▶ FAILED. Cancel: before
+    RESERVING ─▶ CANCELLED at once; from RESERVING on ─▶ CANCELLING (release) ─▶ CANCELLED.
 
 Functions here are pure: they take an Intent message and return a new one.
 """
@@ -34,7 +34,8 @@ TRANSITIONS: dict[int, frozenset[int]] = {
     QUEUED: frozenset({PLANNING, CANCELLED, FAILED}),
     RESERVING: frozenset({DEPLOYING, PLANNING, CANCELLING, FAILED}),
     DEPLOYING: frozenset({RUNNING, PLANNING, CANCELLING, FAILED}),
-    RUNNING: frozenset({SUCCEEDED, PLANNING, CANCELLING, FAILED}),
+    # RUNNING -> QUEUED: preempted by an intent of higher priority.
+    RUNNING: frozenset({SUCCEEDED, PLANNING, QUEUED, CANCELLING, FAILED}),
     CANCELLING: frozenset({CANCELLED}),
     SUCCEEDED: frozenset(),
     FAILED: frozenset(),

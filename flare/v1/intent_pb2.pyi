@@ -58,6 +58,30 @@ OBJECTIVE_BALANCED_OPTIMIZATION: Objective.ValueType  # 5
 """Weighted blend of the above."""
 Global___Objective: _TypeAlias = Objective  # noqa: Y015
 
+class _Priority:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PriorityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Priority.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRIORITY_UNSPECIFIED: _Priority.ValueType  # 0
+    PRIORITY_LOW: _Priority.ValueType  # 1
+    """Batch work that yields first; preemptible unless its SLA says otherwise."""
+    PRIORITY_NORMAL: _Priority.ValueType  # 2
+    PRIORITY_HIGH: _Priority.ValueType  # 3
+    PRIORITY_CRITICAL: _Priority.ValueType  # 4
+
+class Priority(_Priority, metaclass=_PriorityEnumTypeWrapper):
+    """Priority classes, lowest first."""
+
+PRIORITY_UNSPECIFIED: Priority.ValueType  # 0
+PRIORITY_LOW: Priority.ValueType  # 1
+"""Batch work that yields first; preemptible unless its SLA says otherwise."""
+PRIORITY_NORMAL: Priority.ValueType  # 2
+PRIORITY_HIGH: Priority.ValueType  # 3
+PRIORITY_CRITICAL: Priority.ValueType  # 4
+Global___Priority: _TypeAlias = Priority  # noqa: Y015
+
 class _State:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -260,6 +284,7 @@ class Intent(_message.Message):
     WORKLOAD_FIELD_NUMBER: _builtins.int
     CONSTRAINTS_FIELD_NUMBER: _builtins.int
     SLA_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     UID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     STATE_MESSAGE_FIELD_NUMBER: _builtins.int
@@ -276,6 +301,11 @@ class Intent(_message.Message):
     """Resource name: "tenants/{tenant}/intents/{intent}"."""
     objective: Global___Objective.ValueType
     """What the placement optimises."""
+    priority: Global___Priority.ValueType
+    """Who yields when GPUs are scarce: a higher-priority intent that fits nowhere
+    may preempt running intents of lower priority (see Sla.preemptible).
+    Unspecified is NORMAL.
+    """
     uid: _builtins.str
     """Unique id, stable for the life of the intent."""
     state: Global___State.ValueType
@@ -330,6 +360,7 @@ class Intent(_message.Message):
         workload: Global___Workload | None = ...,
         constraints: Global___Constraints | None = ...,
         sla: Global___Sla | None = ...,
+        priority: Global___Priority.ValueType = ...,
         uid: _builtins.str = ...,
         state: Global___State.ValueType = ...,
         state_message: _builtins.str = ...,
@@ -345,7 +376,7 @@ class Intent(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "last_plan", b"last_plan", "placement", b"placement", "sla", b"sla", "update_time", b"update_time", "usage", b"usage", "workload", b"workload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "endpoint", b"endpoint", "history", b"history", "last_plan", b"last_plan", "name", b"name", "objective", b"objective", "placement", b"placement", "request_id", b"request_id", "revision", b"revision", "sla", b"sla", "state", b"state", "state_message", b"state_message", "uid", b"uid", "update_time", b"update_time", "usage", b"usage", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "endpoint", b"endpoint", "history", b"history", "last_plan", b"last_plan", "name", b"name", "objective", b"objective", "placement", b"placement", "priority", b"priority", "request_id", b"request_id", "revision", b"revision", "sla", b"sla", "state", b"state", "state_message", b"state_message", "uid", b"uid", "update_time", b"update_time", "usage", b"usage", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -890,25 +921,36 @@ class Sla(_message.Message):
 
     AVAILABILITY_FIELD_NUMBER: _builtins.int
     MAX_INTERRUPTION_TIME_FIELD_NUMBER: _builtins.int
+    PREEMPTIBLE_FIELD_NUMBER: _builtins.int
     availability: _builtins.float
     """Minimum declared availability of the provider, percent (99.9). REST and
     flarectl also accept "99.9%".
     """
+    preemptible: _builtins.bool
+    """May FLARE stop this intent for one of higher priority (it is queued again,
+    the reason in its history)? Unset: only when its priority is LOW.
+    """
     @_builtins.property
     def max_interruption_time(self) -> _duration_pb2.Duration:
-        """Longest tolerated interruption ("120s"; REST and flarectl also accept "2m")."""
+        """Longest tolerated interruption ("120s"; REST and flarectl also accept "2m").
+        A preemptible intent with one is preempted only when it can move elsewhere
+        at once.
+        """
 
     def __init__(
         self,
         *,
         availability: _builtins.float = ...,
         max_interruption_time: _duration_pb2.Duration | None = ...,
+        preemptible: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["max_interruption_time", b"max_interruption_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_preemptible", b"_preemptible", "max_interruption_time", b"max_interruption_time", "preemptible", b"preemptible"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability", b"availability", "max_interruption_time", b"max_interruption_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_preemptible", b"_preemptible", "availability", b"availability", "max_interruption_time", b"max_interruption_time", "preemptible", b"preemptible"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__preemptible: _TypeAlias = _typing.Literal["preemptible"]  # noqa: Y015
+    _WhichOneofArgType__preemptible: _TypeAlias = _typing.Literal["_preemptible", b"_preemptible"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__preemptible) -> _WhichOneofReturnType__preemptible | None: ...
 
 Global___Sla: _TypeAlias = Sla  # noqa: Y015
 
