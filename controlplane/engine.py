@@ -389,7 +389,7 @@ class IntentEngine:
         self._claims.add(intent.name)
         label = intent_pb2.Priority.Name(priority_of(intent)).removeprefix("PRIORITY_")
         for victim in chosen.values():
-            await self._federation.release(victim)
+            await self._federation.release(victim, moving=True)
             await self._transition(
                 victim,
                 lifecycle.QUEUED,

@@ -254,7 +254,9 @@ class IntentServicer(intent_service_pb2_grpc.IntentServiceServicer):
 
         def cancel(current: intent_pb2.Intent) -> intent_pb2.Intent | None:
             try:
-                target = lifecycle.cancel_target(current.state)
+                target = lifecycle.cancel_target(
+                    current.state, placed=current.HasField("placement")
+                )
             except lifecycle.TransitionError as error:
                 raise FailedPrecondition(str(error), subject=name) from error
             if target is None:

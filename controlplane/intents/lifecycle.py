@@ -31,7 +31,9 @@ CANCELLED = intent_pb2.STATE_CANCELLED
 TRANSITIONS: dict[int, frozenset[int]] = {
     PENDING: frozenset({PLANNING, CANCELLED, FAILED}),
     PLANNING: frozenset({QUEUED, RESERVING, CANCELLED, FAILED}),
-    QUEUED: frozenset({PLANNING, CANCELLED, FAILED}),
+    # QUEUED -> CANCELLING: queued again after it ran (preempted, failed over), it may
+    # have left something behind to release.
+    QUEUED: frozenset({PLANNING, CANCELLING, CANCELLED, FAILED}),
     RESERVING: frozenset({DEPLOYING, PLANNING, CANCELLING, FAILED}),
     DEPLOYING: frozenset({RUNNING, PLANNING, CANCELLING, FAILED}),
     # RUNNING -> QUEUED: preempted by an intent of higher priority.
@@ -119,13 +121,17 @@ def _record(
     intent.update_time.FromDatetime(now)
 
 
-def cancel_target(state: int) -> int | None:
+def cancel_target(state: int, *, placed: bool = False) -> int | None:
     """Where a cancel takes an intent: CANCELLED at once when it holds nothing,
-    CANCELLING when something must be released, None when it is already
-    cancelled or cancelling (cancel is idempotent). Raises TransitionError for
-    an intent that already SUCCEEDED or FAILED."""
+    CANCELLING when something must be released — it holds GPUs, or it is queued
+    after it ran somewhere (`placed`: preempted or failed over, its namespace kept
+    for the next placement) —, None when it is already cancelled or cancelling
+    (cancel is idempotent). Raises TransitionError for an intent that already
+    SUCCEEDED or FAILED."""
     if state in (CANCELLED, CANCELLING):
         return None
     if state in (SUCCEEDED, FAILED):
         raise TransitionError(f"the intent already {name(state).lower()}; nothing to cancel")
-    return CANCELLING if state in HOLDING else CANCELLED
+    if state in HOLDING or (state == QUEUED and placed):
+        return CANCELLING
+    return CANCELLED

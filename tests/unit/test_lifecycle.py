@@ -52,6 +52,12 @@ def test_cancel_targets(state: int, target: int | None) -> None:
     assert lifecycle.cancel_target(state) == target
 
 
+def test_a_queued_intent_that_ran_before_is_released_when_cancelled() -> None:
+    """Preempted or failed over, it may have left its namespace for the next placement."""
+    assert lifecycle.cancel_target(lifecycle.QUEUED, placed=True) == lifecycle.CANCELLING
+    assert lifecycle.can_transition(lifecycle.QUEUED, lifecycle.CANCELLING)
+
+
 @pytest.mark.parametrize("state", [lifecycle.SUCCEEDED, lifecycle.FAILED])
 def test_cancelling_a_finished_intent_is_an_error(state: int) -> None:
     with pytest.raises(lifecycle.TransitionError):
