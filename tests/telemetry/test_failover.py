@@ -74,6 +74,7 @@ async def test_a_failing_gpu_moves_its_intent_and_its_offer_is_blocked(
         "Running",
     ]
     failover = (at(moved, "Running") - at(moved, "GpuUnhealthy")).total_seconds()
+    print(f"failover after GpuUnhealthy: {failover:.3f} s")
     assert failover <= FAILOVER_TARGET_SECONDS
     assert "blocked for 10 min" in moved.history[history.index("Failover")].message
     assert moved.state_message.startswith("workload running again on eu-cheap after")
@@ -106,7 +107,9 @@ async def test_an_agent_that_goes_quiet_moves_its_intent(
         "Reserved",
         "Running",
     ]
-    assert (at(moved, "Running") - at(moved, "NodeStale")).total_seconds() <= 10
+    failover = (at(moved, "Running") - at(moved, "NodeStale")).total_seconds()
+    print(f"failover after NodeStale: {failover:.3f} s")
+    assert failover <= FAILOVER_TARGET_SECONDS
 
 
 @pytest.mark.parametrize("limit, within", [("600s", "within"), ("0.001s", "beyond")])
