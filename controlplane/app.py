@@ -15,6 +15,7 @@ import contextlib
 import gc
 import logging
 import os
+import secrets
 import socket
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -49,6 +50,7 @@ from controlplane.telemetry.notices import HealthNotices, Notice
 from controlplane.telemetry.offers import offers_of
 from controlplane.telemetry.usage import usage as intent_usage
 from controlplane.telemetry.watch import Watchers
+from controlplane.webhooks import Webhooks
 from flare.money import DEFAULT_RATES_PER_EUR
 from flare.v1 import intent_pb2, intent_service_pb2, offer_service_pb2, token_service_pb2
 
@@ -59,6 +61,7 @@ log = logging.getLogger(__name__)
 DB_FILE = "flare.db"
 ADMIN_TOKEN_FILE = "admin-token"
 TELEMETRY_DIR = "telemetry"
+WEBHOOK_SECRET_FILE = "webhook-secret"
 LEASE = "flare-controlplane"
 StoreKind = Literal["sqlite", "kubernetes"]
 FederationKind = Literal["local", "fluidos"]
@@ -103,6 +106,10 @@ class Settings:
     check_seconds: float = CHECK_SECONDS
     # Per-tenant limits on GPUs and spend per hour (controlplane/quotas.py).
     quotas: dict[str, Quota] = field(default_factory=dict)
+    # Per-tenant webhook URLs, and the key that signs every delivery; "" : a key made on
+    # first start in data_dir (set one in cluster mode, where replicas must share it).
+    webhooks: dict[str, str] = field(default_factory=dict)
+    webhook_secret: str = ""
     fluidos_identity: Identity = field(
         default_factory=lambda: Identity(node_id="flare-consumer", domain="flare.local", ip="")
     )
@@ -156,6 +163,7 @@ class ControlPlane:
             settings.data_dir / TELEMETRY_DIR, fsync=settings.synchronous == "FULL"
         )
         self.engine: IntentEngine | None = None
+        self.webhooks: Webhooks | None = None
         self.ingest = Ingest(self.hub, self.journal, ack_interval=settings.ack_interval_seconds)
         self.metrics_port = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -272,7 +280,19 @@ class ControlPlane:
             await ensure_admin_secret(self.store, self.kube, self.settings.namespace, now=utc_now())
         elif await auth.ensure_admin_token(self.store, self.admin_token_path, now=utc_now()):
             log.info("admin token written", extra={"path": str(self.admin_token_path)})
+        self.webhooks = Webhooks(self.store, self.settings.webhooks, self._webhook_secret())
+        self.webhooks.start()
         await self.engine.start()
+
+    def _webhook_secret(self) -> bytes:
+        if self.settings.webhook_secret:
+            return self.settings.webhook_secret.encode()
+        path = self.settings.data_dir / WEBHOOK_SECRET_FILE
+        if not path.exists():
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(32) + "\n")
+        return path.read_text().strip().encode()
 
     async def _elect(self) -> None:
         assert self.election is not None
@@ -303,6 +323,8 @@ class ControlPlane:
             await self._metrics_runner.cleanup()
         if self.engine is not None:
             await self.engine.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.election is not None:
             await self.election.release()
         if self.fluidos is not None:

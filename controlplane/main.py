@@ -24,6 +24,7 @@ from controlplane.errors import FlareError
 from controlplane.federation.fluidos.adapter import Identity
 from controlplane.placement.objectives import parse_weights
 from controlplane.quotas import parse_quotas
+from controlplane.webhooks import parse_webhooks
 from flare import logs
 from flare.money import parse_rates
 
@@ -155,6 +156,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "default: none)",
     )
     parser.add_argument(
+        "--webhooks",
+        default=env("FLARE_WEBHOOKS", ""),
+        help="per-tenant URLs told of every state change of the tenant's intents, e.g. "
+        "'acme=https://hooks.acme.example/flare' (FLARE_WEBHOOKS; default: none)",
+    )
+    parser.add_argument(
         "--check-interval",
         type=float,
         default=float(env("FLARE_CHECK_INTERVAL", str(defaults.check_seconds))),
@@ -193,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         balanced = parse_weights(args.balanced_weights) if args.balanced_weights else None
         lease_timing(args.lease_duration)
         quotas = parse_quotas(args.quotas)
+        webhooks = parse_webhooks(args.webhooks)
     except ValueError as error:
         print(f"flare-controlplane: {error}", file=sys.stderr)
         return 2
@@ -215,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         lease=lease_timing(args.lease_duration),
         check_seconds=args.check_interval,
         quotas=quotas,
+        webhooks=webhooks,
+        # The signing key comes from the environment only (a Secret), never a flag.
+        webhook_secret=os.environ.get("FLARE_WEBHOOK_SECRET", ""),
         fluidos_identity=Identity(args.fluidos_node_id, args.fluidos_domain, args.fluidos_ip),
     )
 

@@ -14,6 +14,7 @@ from controlplane.api import paging
 from controlplane.api.interceptor import principal
 from controlplane.auth import Principal
 from controlplane.clock import Clock, utc_now
+from controlplane.cluster import resources
 from controlplane.convert import to_plan_proto
 from controlplane.engine import IntentEngine
 from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -40,15 +41,16 @@ MAX_TOP_K = 50
 
 
 def user_spec(intent: intent_pb2.Intent) -> intent_pb2.Intent:
-    """Only the fields a user sets; output-only fields sent by a client are ignored."""
-    spec = intent_pb2.Intent(objective=intent.objective)
-    if intent.HasField("workload"):
-        spec.workload.CopyFrom(intent.workload)
-    if intent.HasField("constraints"):
-        spec.constraints.CopyFrom(intent.constraints)
-    if intent.HasField("sla"):
-        spec.sla.CopyFrom(intent.sla)
-    return spec
+    """Only the fields a user sets (every field not OUTPUT_ONLY or IDENTIFIER in the
+    proto); output-only fields sent by a client are ignored."""
+    spec: Any = intent_pb2.Intent()  # fields cleared by name, as the proto lists them
+    spec.CopyFrom(intent)
+    kept = {field.name for field in resources.spec_fields(intent_pb2.Intent.DESCRIPTOR)}
+    for field in intent_pb2.Intent.DESCRIPTOR.fields:
+        if field.name not in kept:
+            spec.ClearField(field.name)
+    result: intent_pb2.Intent = spec
+    return result
 
 
 def visible_intent_name(caller: Principal, name: str, field: str = "name") -> str:

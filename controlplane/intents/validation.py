@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from flare import geo, gpus
 from flare.money import MoneyError, check_currency, parse_amount
@@ -83,6 +84,15 @@ def _intent(intent: intent_pb2.Intent, now: datetime, path: str) -> _Violations:
         yield from _constraints(intent.constraints, now, f"{path}.constraints")
     if intent.HasField("sla"):
         yield from _sla(intent.sla, f"{path}.sla")
+    if intent.notification_url and not is_webhook_url(intent.notification_url):
+        yield FieldViolation(
+            f"{path}.notification_url", "must be an http:// or https:// URL with a host"
+        )
+
+
+def is_webhook_url(url: str) -> bool:
+    parsed = urlsplit(url)
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname) and len(url) <= 2048
 
 
 def _label(path: str, value: str) -> FieldViolation:

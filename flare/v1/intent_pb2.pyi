@@ -285,6 +285,7 @@ class Intent(_message.Message):
     CONSTRAINTS_FIELD_NUMBER: _builtins.int
     SLA_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    NOTIFICATION_URL_FIELD_NUMBER: _builtins.int
     UID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     STATE_MESSAGE_FIELD_NUMBER: _builtins.int
@@ -305,6 +306,10 @@ class Intent(_message.Message):
     """Who yields when GPUs are scarce: a higher-priority intent that fits nowhere
     may preempt running intents of lower priority (see Sla.preemptible).
     Unspecified is NORMAL.
+    """
+    notification_url: _builtins.str
+    """An http(s) URL that gets a signed POST at each state change of this intent
+    (besides the tenant's own webhook, if the control plane has one).
     """
     uid: _builtins.str
     """Unique id, stable for the life of the intent."""
@@ -361,6 +366,7 @@ class Intent(_message.Message):
         constraints: Global___Constraints | None = ...,
         sla: Global___Sla | None = ...,
         priority: Global___Priority.ValueType = ...,
+        notification_url: _builtins.str = ...,
         uid: _builtins.str = ...,
         state: Global___State.ValueType = ...,
         state_message: _builtins.str = ...,
@@ -376,7 +382,7 @@ class Intent(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "last_plan", b"last_plan", "placement", b"placement", "sla", b"sla", "update_time", b"update_time", "usage", b"usage", "workload", b"workload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "endpoint", b"endpoint", "history", b"history", "last_plan", b"last_plan", "name", b"name", "objective", b"objective", "placement", b"placement", "priority", b"priority", "request_id", b"request_id", "revision", b"revision", "sla", b"sla", "state", b"state", "state_message", b"state_message", "uid", b"uid", "update_time", b"update_time", "usage", b"usage", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "endpoint", b"endpoint", "history", b"history", "last_plan", b"last_plan", "name", b"name", "notification_url", b"notification_url", "objective", b"objective", "placement", b"placement", "priority", b"priority", "request_id", b"request_id", "revision", b"revision", "sla", b"sla", "state", b"state", "state_message", b"state_message", "uid", b"uid", "update_time", b"update_time", "usage", b"usage", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
