@@ -36,6 +36,9 @@ UPDATABLE = (
     "constraints.max_total_cost",
     "constraints.deadline",
     "sla.max_interruption_time",
+    "sla.preemptible",
+    "priority",
+    "notification_url",
 )
 MAX_TOP_K = 50
 

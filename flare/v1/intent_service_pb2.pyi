@@ -341,7 +341,8 @@ class UpdateIntentRequest(_message.Message):
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Fields to change. Allowed: workload.scaling (and its sub-fields),
         constraints.max_hourly_cost, constraints.max_total_cost,
-        constraints.deadline, sla.max_interruption_time.
+        constraints.deadline, sla.max_interruption_time, sla.preemptible,
+        priority, notification_url.
         """
 
     def __init__(
