@@ -94,6 +94,7 @@ class KubernetesStore:
         # The newest version of each intent seen, from the informer or our own writes.
         self._cache: dict[str, intent_pb2.Intent] = {}
         self._requests: dict[tuple[str, str], str] = {}  # (tenant, request id) -> name
+        self._logged: dict[str, int] = {}  # name -> the newest revision logged for it
         # Changes in resourceVersion order; every change after `_floor` is in it.
         self._events: deque[IntentEvent] = deque(maxlen=event_retention)
         self._floor = 0
@@ -243,17 +244,18 @@ class KubernetesStore:
 
     def _relisted(self, items: list[dict[str, Any]], version: int) -> None:
         listed = {i.name: i for i in map(resources.intent_of, items)}
-        first = not self._listed_once
+        # Against what was logged, not the cache: our own writes reach the cache first.
         changed = sorted(
-            (i for i in listed.values() if i.revision > self._cached_revision(i.name)),
+            (i for i in listed.values() if i.revision > self._logged.get(i.name, 0)),
             key=lambda i: i.revision,
         )
         for name in set(self._cache) - set(listed):
             self._forget(name)
         for intent in listed.values():
             self._remember(intent)
-        if first:
+        if not self._listed_once:
             self._floor = version
+            self._logged = {name: intent.revision for name, intent in listed.items()}
         else:
             for intent in changed:  # what happened while the watch was down
                 self._log(intent)
@@ -285,6 +287,7 @@ class KubernetesStore:
             self._requests[(tenant_of(intent.name), intent.request_id)] = intent.name
 
     def _forget(self, name: str) -> None:
+        self._logged.pop(name, None)
         gone = self._cache.pop(name, None)
         if gone is not None and gone.request_id:
             self._requests.pop((tenant_of(name), gone.request_id), None)
@@ -293,6 +296,7 @@ class KubernetesStore:
         if len(self._events) == self._events.maxlen:
             self._floor = self._events[0].revision
         event = IntentEvent(intent.revision, tenant_of(intent.name), intent)
+        self._logged[intent.name] = intent.revision
         self._events.append(event)
         for subscriber in list(self._subscribers):
             subscriber.push(event)
