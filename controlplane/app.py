@@ -306,10 +306,6 @@ class ControlPlane:
                 await self.engine.stop()
             self.failed.set()
 
-    @property
-    def leading(self) -> bool:
-        return self.election is None or self.election.leading
-
     async def stop(self) -> None:
         """Graceful: stop taking requests, let running ones finish, stop the
         engine, close the store."""

@@ -397,15 +397,11 @@ class IntentEngine:
                 f"preempted by {intent.name} (priority {label}); waiting for capacity",
             )
 
-        def record(current: intent_pb2.Intent) -> intent_pb2.Intent | None:
-            return lifecycle.noted(
-                current,
-                reason="Preempting",
-                message=f"preempted {', '.join(sorted(chosen))} to run on {best.offer.provider}",
-                now=self._clock(),
-            )
-
-        await self._store.update(intent.name, record)
+        await self._note(
+            intent.name,
+            "Preempting",
+            f"preempted {', '.join(sorted(chosen))} to run on {best.offer.provider}",
+        )
         return True
 
     async def _may_interrupt(
@@ -454,17 +450,20 @@ class IntentEngine:
             self.kick(intent.name)
             return
 
-        def record(current: intent_pb2.Intent) -> intent_pb2.Intent | None:
-            if current.state != lifecycle.RUNNING:
-                return None
-            return lifecycle.noted(
-                current,
-                reason="Repaired",
-                message=f"{trouble.message}; deployed again",
-                now=self._clock(),
-            )
+        await self._note(
+            intent.name, "Repaired", f"{trouble.message}; deployed again", lifecycle.RUNNING
+        )
 
-        await self._store.update(intent.name, record)
+    async def _note(self, name: str, reason: str, message: str, in_state: int = 0) -> None:
+        """An event in the intent's history that changes no state (only while it is
+        `in_state`, when given)."""
+
+        def record(current: intent_pb2.Intent) -> intent_pb2.Intent | None:
+            if in_state and current.state != in_state:
+                return None
+            return lifecycle.noted(current, reason=reason, message=message, now=self._clock())
+
+        await self._store.update(name, record)
 
     async def _cancelling(self, intent: intent_pb2.Intent) -> bool:
         await self._federation.release(intent)

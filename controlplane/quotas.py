@@ -24,7 +24,7 @@ from decimal import Decimal
 from controlplane.errors import ResourceExhausted
 from controlplane.intents import lifecycle
 from controlplane.names import TENANT_ID
-from controlplane.placement.requirements import Requirements
+from controlplane.placement.requirements import Requirements, money_of
 from flare.money import Money, MoneyError, check_currency, convert, parse_amount, parse_shorthand
 from flare.v1 import intent_pb2
 
@@ -75,16 +75,12 @@ def gpus_of(intent: intent_pb2.Intent) -> int:
     return placed or intent.workload.resources.gpu.count
 
 
-def _money(message: object) -> Money:
-    return Money(Decimal(message.amount), message.currency_code)  # type: ignore[attr-defined]
-
-
 def spend_of(intent: intent_pb2.Intent, rates: Mapping[str, Decimal]) -> Decimal:
     """What the intent may spend per hour, in EUR (0 when unbounded and unplaced)."""
     if intent.state in lifecycle.HOLDING and intent.placement.HasField("hourly_cost"):
-        return convert(_money(intent.placement.hourly_cost), "EUR", rates).amount
+        return convert(money_of(intent.placement.hourly_cost), "EUR", rates).amount
     if intent.constraints.HasField("max_hourly_cost"):
-        return convert(_money(intent.constraints.max_hourly_cost), "EUR", rates).amount
+        return convert(money_of(intent.constraints.max_hourly_cost), "EUR", rates).amount
     return Decimal(0)
 
 

@@ -120,8 +120,6 @@ class Webhooks:
         self._senders: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._follower: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self.delivered = 0
-        self.given_up = 0
 
     def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS))
@@ -179,7 +177,6 @@ class Webhooks:
             try:
                 async with self._session.post(url, data=body, headers=headers) as reply:
                     if 200 <= reply.status < 300:
-                        self.delivered += 1
                         return
                     why = f"answered {reply.status}"
             except (aiohttp.ClientError, TimeoutError) as error:
@@ -190,5 +187,4 @@ class Webhooks:
             )
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, MAX_RETRY_SECONDS)
-        self.given_up += 1
         log.error("webhook given up", extra={"intent": intent, "url": url})

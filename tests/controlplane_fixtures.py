@@ -3,10 +3,12 @@ store, local federation) in the test's event loop on free loopback ports."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -106,24 +108,43 @@ def federation_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-async def control_plane(tmp_path: Path, federation_file: Path) -> AsyncIterator[Running]:
-    settings = Settings(
-        listen="127.0.0.1:0",
-        http_listen="127.0.0.1:0",
-        metrics_listen="127.0.0.1:0",
-        data_dir=tmp_path / "data",
-        federation_file=federation_file,
-        synchronous="NORMAL",
-        grace_seconds=0.5,
-        ack_interval_seconds=0.05,
-    )
+def plane_settings(data_dir: Path, **changes: Any) -> Settings:
+    """Settings of an in-process control plane for a test: gRPC on a free loopback
+    port, no REST gateway or metrics unless `changes` ask for them, quick to stop."""
+    defaults: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "http_listen": "",
+        "metrics_listen": "",
+        "synchronous": "NORMAL",
+        "grace_seconds": 0.5,
+    }
+    return Settings(data_dir=data_dir, **{**defaults, **changes})
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Running]:
+    """A control plane started with `settings` (SQLite: its admin token from the
+    data directory), a channel to it, and both closed afterwards."""
     plane = ControlPlane(settings)
     await plane.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{plane.grpc_port}")
     token = plane.admin_token_path.read_text().strip()
+    rest_url = f"http://127.0.0.1:{plane.http_port}" if settings.http_listen else ""
     try:
-        yield Running(plane, channel, token, f"http://127.0.0.1:{plane.http_port}")
+        yield Running(plane, channel, token, rest_url)
     finally:
         await channel.close()
         await plane.stop()
+
+
+@pytest.fixture
+async def control_plane(tmp_path: Path, federation_file: Path) -> AsyncIterator[Running]:
+    settings = plane_settings(
+        tmp_path / "data",
+        http_listen="127.0.0.1:0",
+        metrics_listen="127.0.0.1:0",
+        federation_file=federation_file,
+        ack_interval_seconds=0.05,
+    )
+    async with serving(settings) as running:
+        yield running

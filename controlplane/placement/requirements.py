@@ -55,7 +55,7 @@ def _gib(quantity: str) -> float:
     return float(parse_quantity(quantity) / GIB) if quantity else 0.0
 
 
-def _money(message: common_pb2.Money) -> Money:
+def money_of(message: common_pb2.Money) -> Money:
     return Money(Decimal(message.amount), message.currency_code)
 
 
@@ -98,10 +98,10 @@ def from_intent(intent: intent_pb2.Intent, now: datetime | None = None) -> Requi
         sharing_strategy=_any(gpu.sharing_strategy),
         location=_any(constraints.location),
         availability_zone=constraints.availability_zone,
-        max_hourly_cost=_money(constraints.max_hourly_cost)
+        max_hourly_cost=money_of(constraints.max_hourly_cost)
         if constraints.HasField("max_hourly_cost")
         else None,
-        max_total_cost=_money(constraints.max_total_cost)
+        max_total_cost=money_of(constraints.max_total_cost)
         if constraints.HasField("max_total_cost")
         else None,
         expected_hours=_expected_hours(intent, now),

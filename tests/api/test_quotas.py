@@ -14,11 +14,10 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from controlplane.app import ControlPlane, Settings
 from controlplane.quotas import Quota
 from flare.money import Money
 from flare.v1 import intent_pb2, intent_service_pb2, token_service_pb2
-from tests.controlplane_fixtures import Running
+from tests.controlplane_fixtures import Running, plane_settings, serving
 from tests.intents import gpu_job
 from tests.telemetry_support import eventually
 
@@ -27,25 +26,9 @@ QUOTAS = {"acme": Quota(gpus=4, hourly_spend=Money(Decimal(3), "EUR"))}
 
 @pytest.fixture
 async def plane(tmp_path: Path, federation_file: Path) -> AsyncIterator[Running]:
-    settings = Settings(
-        listen="127.0.0.1:0",
-        http_listen="",
-        metrics_listen="",
-        data_dir=tmp_path / "data",
-        federation_file=federation_file,
-        synchronous="NORMAL",
-        grace_seconds=0.5,
-        quotas=QUOTAS,
-    )
-    control_plane = ControlPlane(settings)
-    await control_plane.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{control_plane.grpc_port}")
-    token = control_plane.admin_token_path.read_text().strip()
-    try:
-        yield Running(control_plane, channel, token, "")
-    finally:
-        await channel.close()
-        await control_plane.stop()
+    settings = plane_settings(tmp_path / "data", federation_file=federation_file, quotas=QUOTAS)
+    async with serving(settings) as running:
+        yield running
 
 
 async def tenant_token(plane: Running, tenant: str) -> str:

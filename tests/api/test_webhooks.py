@@ -14,10 +14,9 @@ import grpc
 import pytest
 from aiohttp import web
 
-from controlplane.app import ControlPlane, Settings
 from controlplane.webhooks import SIGNATURE_HEADER, parse_webhooks, verify
 from flare.v1 import intent_service_pb2
-from tests.controlplane_fixtures import Running
+from tests.controlplane_fixtures import Running, plane_settings, serving
 from tests.intents import gpu_job
 from tests.telemetry_support import eventually
 
@@ -65,26 +64,14 @@ async def receiver() -> AsyncIterator[Receiver]:
 async def plane(
     tmp_path: Path, federation_file: Path, receiver: Receiver
 ) -> AsyncIterator[Running]:
-    settings = Settings(
-        listen="127.0.0.1:0",
-        http_listen="",
-        metrics_listen="",
-        data_dir=tmp_path / "data",
+    settings = plane_settings(
+        tmp_path / "data",
         federation_file=federation_file,
-        synchronous="NORMAL",
-        grace_seconds=0.5,
         webhooks={"default": f"{receiver.url}/tenant"},
         webhook_secret=SECRET,
     )
-    control_plane = ControlPlane(settings)
-    await control_plane.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{control_plane.grpc_port}")
-    token = control_plane.admin_token_path.read_text().strip()
-    try:
-        yield Running(control_plane, channel, token, "")
-    finally:
-        await channel.close()
-        await control_plane.stop()
+    async with serving(settings) as running:
+        yield running
 
 
 async def test_state_changes_reach_both_urls_signed_in_order_despite_failures(

@@ -8,11 +8,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import grpc
 import pytest
 
-from controlplane.app import ControlPlane, Settings
-from tests.controlplane_fixtures import Running
+from tests.controlplane_fixtures import Running, plane_settings, serving
 from tests.federation.world import OFFERINGS, World, fake_fluidos
 from tests.harness.cluster import Cluster
 from tests.harness.federation import Federation
@@ -33,28 +31,18 @@ def fluidos_world(
 
 @pytest.fixture
 async def fluidos_plane(fluidos_world: World, tmp_path: Path) -> AsyncIterator[Running]:
-    settings = Settings(
-        listen="127.0.0.1:0",
-        http_listen="",
-        metrics_listen="",
-        data_dir=tmp_path / "data",
-        synchronous="NORMAL",
-        grace_seconds=0.5,
+    settings = plane_settings(
+        tmp_path / "data",
         kubeconfig=fluidos_world.federation.consumer.kubeconfig,
         check_seconds=0.5,
     )
-    plane = ControlPlane(settings)
-    await plane.start()
-    # Discovery has run: every provider's candidate is an offer before any intent is placed.
-    deadline = asyncio.get_running_loop().time() + 60
-    while {o.provider for o in (await plane.federation.offers()).offers} < set(OFFERINGS):
-        assert asyncio.get_running_loop().time() < deadline, "discovery did not finish"
-        await asyncio.sleep(0.1)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{plane.grpc_port}")
-    token = plane.admin_token_path.read_text().strip()
-    try:
-        yield Running(plane, channel, token, "")
-    finally:
-        await channel.close()
-        await plane.stop()
-        await asyncio.sleep(0)
+    async with serving(settings) as running:
+        # Discovery has run: every provider's candidate is an offer before any intent is
+        # placed.
+        deadline = asyncio.get_running_loop().time() + 60
+        federation = running.plane.federation
+        while {o.provider for o in (await federation.offers()).offers} < set(OFFERINGS):
+            assert asyncio.get_running_loop().time() < deadline, "discovery did not finish"
+            await asyncio.sleep(0.1)
+        yield running
+    await asyncio.sleep(0)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from controlplane.clock import utc_now
 from controlplane.engine import IntentEngine
@@ -46,14 +44,6 @@ class GatedFederation(LocalFederation):
         self.reserving.set()
         await self.gate.wait()
         return await super().reserve(intent)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore(tmp_path / "db", synchronous="NORMAL")
-    db.open()
-    yield db
-    db.close()
 
 
 async def submit(store: SqliteStore, engine: IntentEngine, name: str, count: int) -> str:

@@ -6,7 +6,6 @@ reason in their history and run again when capacity returns."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,14 +32,6 @@ TWO_NODES: dict[str, Any] = {
 }
 Engines = Callable[[dict[str, Any]], Awaitable[IntentEngine]]
 LOW, NORMAL, HIGH = intent_pb2.PRIORITY_LOW, intent_pb2.PRIORITY_NORMAL, intent_pb2.PRIORITY_HIGH
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore(tmp_path / "db", synchronous="NORMAL")
-    db.open()
-    yield db
-    db.close()
 
 
 @pytest.fixture

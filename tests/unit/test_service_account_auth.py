@@ -9,9 +9,8 @@ import base64
 import json
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,16 +57,6 @@ class FakeServiceAccounts:
         if isinstance(answer, Exception):
             raise answer
         return answer
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "db")
-    store.open()
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 async def test_a_non_flare_bearer_goes_to_the_service_accounts(store: SqliteStore) -> None:
