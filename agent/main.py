@@ -25,6 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import grpc
 import yaml
 
 from agent import annotations as node_annotations
@@ -35,7 +36,7 @@ from agent.probe.base import Probe, ProbeError
 from agent.probe.select import BACKENDS, open_probe
 from agent.runner import Agent, AgentReport, alive
 from agent.stream import TelemetryStreamer
-from flare import logs
+from flare import logs, tls
 from flare.money import Money, MoneyError, check_currency, parse_amount, parse_shorthand
 from flare.v1 import telemetry_service_pb2
 
@@ -105,6 +106,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=env("FLARE_CONTROL_PLANE", ""),
         help="host:port of the control plane's gRPC API; empty: no streaming (FLARE_CONTROL_PLANE)",
     )
+    parser.add_argument(
+        "--tls-ca",
+        default=env("FLARE_TLS_CA", ""),
+        help="PEM CA of the control plane's certificate: stream over TLS (FLARE_TLS_CA)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=env("FLARE_TLS_CERT", ""),
+        help="PEM client certificate naming this node, for a control plane that asks agents "
+        "for mutual TLS; with --tls-key and --tls-ca (FLARE_TLS_CERT)",
+    )
+    parser.add_argument("--tls-key", default=env("FLARE_TLS_KEY", ""), help="(FLARE_TLS_KEY)")
     parser.add_argument(
         "--token-file",
         default=env("FLARE_TOKEN_FILE", ""),
@@ -256,6 +269,19 @@ def _token(args: argparse.Namespace) -> str:
     return os.environ.get("FLARE_TOKEN", "")
 
 
+def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS to the control plane when a CA is given (and mutual TLS with a certificate)."""
+    if args.tls_cert and not args.tls_ca:
+        raise ValueError("--tls-cert needs --tls-ca, the CA of the control plane's certificate")
+    if not args.tls_ca:
+        return None
+    return tls.channel_credentials(
+        Path(args.tls_ca),
+        Path(args.tls_cert) if args.tls_cert else None,
+        Path(args.tls_key) if args.tls_key else None,
+    )
+
+
 def _long_running(args: argparse.Namespace, probe: Probe, config: ProviderConfig) -> Agent:
     use_kube = args.kubernetes == "on" or (
         args.kubernetes == "auto"
@@ -273,11 +299,12 @@ def _long_running(args: argparse.Namespace, probe: Probe, config: ProviderConfig
         target, token = args.control_plane, _token(args)
         if not token:
             raise ValueError("streaming needs a token: --token-file or FLARE_TOKEN")
+        credentials = _credentials(args)
 
         def streamer_factory(
             outbox: Outbox, hello: Callable[[], telemetry_service_pb2.NodeInventory]
         ) -> TelemetryStreamer:
-            return TelemetryStreamer(target, token, outbox, hello)
+            return TelemetryStreamer(target, token, outbox, hello, credentials=credentials)
 
     kube = None
     if use_kube:

@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import socket
+import ssl
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +32,7 @@ from controlplane.clock import utc_now
 from controlplane.cluster.admin import ADMIN_SECRET, ensure_admin_secret
 from controlplane.cluster.lease import LeaderElection, LeadershipLost, Timing
 from controlplane.cluster.serviceaccounts import ServiceAccountTokens
+from controlplane.contention import HALF_LIFE_HOURS
 from controlplane.engine import CHECK_SECONDS, IntentEngine
 from controlplane.errors import FlareError
 from controlplane.federation.fluidos.adapter import FluidosFederation, Identity
@@ -51,6 +53,7 @@ from controlplane.telemetry.offers import offers_of
 from controlplane.telemetry.usage import usage as intent_usage
 from controlplane.telemetry.watch import Watchers
 from controlplane.webhooks import Webhooks
+from flare import tls
 from flare.money import DEFAULT_RATES_PER_EUR
 from flare.v1 import intent_pb2, intent_service_pb2, offer_service_pb2, token_service_pb2
 
@@ -87,6 +90,14 @@ class Settings:
     # An agent not heard for this long is stale: its node's offers leave placement.
     stale_after_seconds: float = 30.0
     metrics_listen: str = "127.0.0.1:9401"  # Prometheus /metrics; "" disables it
+    # TLS on the gRPC and REST ports (PEM files); None: plaintext.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # A second gRPC port for agents with mutual TLS: agents present a certificate that
+    # `agent_client_ca` signed, naming their node; StreamTelemetry is then refused on
+    # the main port. "": agents stream to the main port.
+    agent_listen: str = ""
+    agent_client_ca: Path | None = None
     # Longest wait before an agent's durable messages are acknowledged.
     ack_interval_seconds: float = ACK_INTERVAL
     # The consumer cluster's API server; None: the in-cluster ServiceAccount, when the
@@ -106,6 +117,10 @@ class Settings:
     check_seconds: float = CHECK_SECONDS
     # Per-tenant limits on GPUs and spend per hour (controlplane/quotas.py).
     quotas: dict[str, Quota] = field(default_factory=dict)
+    # Tenants' weights in the fair share of GPU-hours (1 when not named), and how fast
+    # past use is forgotten (controlplane/contention.py).
+    fair_share: dict[str, float] = field(default_factory=dict)
+    fair_share_half_life_hours: float = HALF_LIFE_HOURS
     # Per-tenant webhook URLs, and the key that signs every delivery; "" : a key made on
     # first start in data_dir (set one in cluster mode, where replicas must share it).
     webhooks: dict[str, str] = field(default_factory=dict)
@@ -169,6 +184,7 @@ class ControlPlane:
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics_runner: web.AppRunner | None = None
         self.grpc_port = 0
+        self.agent_port = 0
         self.http_port = 0
         self._runner: web.AppRunner | None = None
         self._stopped = asyncio.Event()
@@ -198,6 +214,8 @@ class ControlPlane:
             on_planned=self.metrics.placement_seconds.observe,
             check_seconds=settings.check_seconds,
             quotas=Quotas(settings.quotas, settings.exchange_rates),
+            shares=settings.fair_share,
+            half_life_hours=settings.fair_share_half_life_hours,
         )
         # In cluster mode, Kubernetes ServiceAccount tokens are credentials too.
         service_accounts = (
@@ -215,10 +233,12 @@ class ControlPlane:
             ingest=self.ingest,
             watchers=self.watchers,
             usage=self.usage,
+            agents_need_certificates=bool(settings.agent_listen),
         )
+        host = settings.listen.rsplit(":", 1)[0]
         try:
-            self.grpc_port = self.server.add_insecure_port(settings.listen)
-        except RuntimeError as error:  # grpc's word for "address in use" or "no such host"
+            gateway_target = self._add_ports()
+        except (RuntimeError, tls.TlsError) as error:  # RuntimeError: grpc's "address in use"
             self.store.close()
             raise OSError(f"cannot listen on {settings.listen}: {error}") from error
         await self.server.start()
@@ -234,15 +254,20 @@ class ControlPlane:
             self._metrics_runner, self.metrics_port = await _serve_http(
                 _metrics_app(self), settings.metrics_listen
             )
-        host = settings.listen.rsplit(":", 1)[0]
         if settings.http_listen:
             services = [
                 intent_service_pb2.DESCRIPTOR.services_by_name["IntentService"],
                 offer_service_pb2.DESCRIPTOR.services_by_name["OfferService"],
                 token_service_pb2.DESCRIPTOR.services_by_name["TokenService"],
             ]
-            gateway = Gateway(f"{host.strip('[]') or '127.0.0.1'}:{self.grpc_port}", services)
-            self._runner, self.http_port = await _serve_http(gateway.app(), settings.http_listen)
+            gateway = Gateway(gateway_target, services)
+            self._runner, self.http_port = await _serve_http(
+                gateway.app(),
+                settings.http_listen,
+                tls.server_ssl_context(settings.tls_cert, settings.tls_key)
+                if settings.tls_cert is not None and settings.tls_key is not None
+                else None,
+            )
         await set_serving(self._health, True)
         gc.freeze()  # what start-up made lives as long as the process: no need to scan it
         log.info(
@@ -253,6 +278,10 @@ class ControlPlane:
                 if settings.http_listen
                 else "off",
                 "services": list(SERVICE_NAMES),
+                "tls": settings.tls_cert is not None,
+                "agents_mutual_tls": f"{settings.agent_listen.rsplit(':', 1)[0]}:{self.agent_port}"
+                if settings.agent_listen
+                else "off",
                 "metrics": f"{settings.metrics_listen.rsplit(':', 1)[0]}:{self.metrics_port}"
                 if settings.metrics_listen
                 else "off",
@@ -266,6 +295,34 @@ class ControlPlane:
                 "identity": settings.identity if self.election is not None else "",
             },
         )
+
+    def _add_ports(self) -> str:
+        """Opens the gRPC ports (TLS when configured, and the agents' mutual-TLS port);
+        returns the address the REST gateway calls, which with TLS is a loopback
+        port of its own (every call there still needs a token)."""
+        settings = self.settings
+        if settings.tls_cert is None or settings.tls_key is None:
+            self.grpc_port = self.server.add_insecure_port(settings.listen)
+            host = settings.listen.rsplit(":", 1)[0].strip("[]") or "127.0.0.1"
+            gateway_target = f"{host}:{self.grpc_port}"
+        else:
+            credentials = tls.server_credentials(settings.tls_cert, settings.tls_key)
+            self.grpc_port = self.server.add_secure_port(settings.listen, credentials)
+            gateway_target = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        if settings.agent_listen:
+            if (
+                settings.tls_cert is None
+                or settings.tls_key is None
+                or not settings.agent_client_ca
+            ):
+                raise tls.TlsError(
+                    "the agent port needs --tls-cert, --tls-key and --agent-client-ca"
+                )
+            mutual = tls.server_credentials(
+                settings.tls_cert, settings.tls_key, settings.agent_client_ca
+            )
+            self.agent_port = self.server.add_secure_port(settings.agent_listen, mutual)
+        return gateway_target
 
     async def _lead(self) -> None:
         """What the one replica that drives allocation does: hold the GPUs that live
@@ -423,11 +480,13 @@ def _metrics_app(plane: ControlPlane) -> web.Application:
     return app
 
 
-async def _serve_http(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
+async def _serve_http(
+    app: web.Application, listen: str, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = listen.rsplit(":", 1)
-    site = web.TCPSite(runner, host.strip("[]"), int(port))
+    site = web.TCPSite(runner, host.strip("[]"), int(port), ssl_context=ssl_context)
     await site.start()
     return runner, _bound_port(site) or int(port)
 

@@ -47,7 +47,7 @@ def offer_to_proto(offer: Offer) -> offer_pb2.Offer:
     return message
 
 
-def _money(message: common_pb2.Money, money: Money, places: int = 4) -> None:
+def set_money(message: common_pb2.Money, money: Money, places: int = 4) -> None:
     message.currency_code = money.currency
     message.amount = f"{money.amount:.{places}f}"
 
@@ -66,7 +66,7 @@ def to_placement_proto(candidate: planner.Candidate) -> intent_pb2.Placement:
         placement.nodes.add(
             node=share.offer.node, gpu_count=share.gpu_count, offer=share.offer.name
         )
-    _money(placement.hourly_cost, candidate.hourly_cost)
+    set_money(placement.hourly_cost, candidate.hourly_cost)
     return placement
 
 
@@ -101,5 +101,5 @@ def to_plan_proto(result: planner.PlanResult) -> intent_pb2.Plan:
         )
         to_candidate_proto(alternative.candidate, entry.candidate)
         if alternative.cost_difference is not None:
-            _money(entry.cost_difference, alternative.cost_difference)
+            set_money(entry.cost_difference, alternative.cost_difference)
     return plan

@@ -1,15 +1,16 @@
 """The intent engine: moves each intent through its lifecycle.
 
 PENDING -> PLANNING -> (QUEUED | RESERVING -> DEPLOYING -> RUNNING), and
-CANCELLING -> CANCELLED. When a running intent's provider or GPUs fail (told by
-telemetry, or found by the periodic check), the engine fails it over: the
-failed offer is blocked for a while, the workload released, and the intent,
-under the same name, planned again elsewhere; a workload deleted by hand is
-deployed again. Every step is recorded in the store before the next
-one starts, and every step is safe to repeat, so after a crash the engine
-picks up each live intent where it was. Several workers run at once; the
-federation's reserve is what prevents double-booking, and a lost race sends
-the intent back to planning.
+CANCELLING -> CANCELLED. Queued intents contend for the GPUs that free up in
+rounds, by priority, bid and fair share (controlplane/contention.py). When a
+running intent's provider or GPUs fail (told by telemetry, or found by the
+periodic check), the engine fails it over: the failed offer is blocked for a
+while, the workload released, and the intent, under the same name, planned
+again elsewhere; a workload deleted by hand is deployed again. Every step is
+recorded in the store before the next one starts, and every step is safe to
+repeat, so after a crash the engine picks up each live intent where it was.
+Several workers run at once; the federation's reserve is what prevents
+double-booking, and a lost race sends the intent back to planning.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
+from controlplane import contention
 from controlplane.clock import Clock, utc_now
-from controlplane.convert import to_placement_proto, to_plan_proto
+from controlplane.contention import priority_of
+from controlplane.convert import set_money, to_placement_proto, to_plan_proto
 from controlplane.errors import FlareError
 from controlplane.federation.port import CapacityGone, Federation, Trouble
 from controlplane.intents import lifecycle
@@ -58,8 +61,18 @@ class IntentEngine:
         check_seconds: float = CHECK_SECONDS,
         block_seconds: float = BLOCK_SECONDS,
         quotas: Quotas | None = None,
+        shares: Mapping[str, float] | None = None,
+        half_life_hours: float = contention.HALF_LIFE_HOURS,
     ) -> None:
         self._store = store
+        # Tenants' fair-share weights (1 when not named), and the GPU-hours they used.
+        self._shares = dict(shares or {})
+        self._usage = contention.Usage(half_life_hours)
+        # GPUs a contention round gave to queued intents that have yet to hold them.
+        self._allotted: dict[str, contention.Award] = {}
+        self._round = asyncio.Lock()
+        # Queued intents a round left waiting that may preempt running ones.
+        self._preempt_chances: set[str] = set()
         self._quotas = quotas or Quotas({}, {})
         self._check_seconds = check_seconds
         self._block_seconds = block_seconds
@@ -84,6 +97,10 @@ class IntentEngine:
         """Takes up every live intent, then follows the store: an intent created,
         cancelled or changed through any replica reaches this engine as a store event."""
         subscription = self._store.subscribe()
+        now = self._clock()
+        forgotten = timedelta(hours=self._usage.half_life_hours * 10)
+        for ended in await self._store.ended_since(now - forgotten):
+            self._usage.ended(ended, now)
         for intent in await self._store.live():
             self.kick(intent.name)
         self._tasks = [
@@ -91,6 +108,7 @@ class IntentEngine:
         ]
         self._tasks.append(asyncio.create_task(self._follow(subscription), name="engine-follow"))
         self._tasks.append(asyncio.create_task(self._check_running(), name="engine-check"))
+        self._capacity_freed()  # queued intents contend for what is free now
 
     def fail(self, name: str, reason: str, message: str) -> None:
         """The provider or GPUs of intent `name` failed: if it is running there, move
@@ -125,8 +143,11 @@ class IntentEngine:
                     for intent in await self._store.live():
                         if waits_for_engine(intent):
                             self.kick(intent.name)
-                elif waits_for_engine(event.intent):
-                    self.kick(event.intent.name)
+                else:
+                    if event.intent.state in lifecycle.TERMINAL:
+                        self._usage.ended(event.intent, self._clock())
+                    if waits_for_engine(event.intent):
+                        self.kick(event.intent.name)
         finally:
             subscription.close()
 
@@ -152,10 +173,8 @@ class IntentEngine:
     async def plan_intent(self, intent: intent_pb2.Intent, top_k: int = 5) -> PlanResult:
         """A dry-run plan of an intent against the current offers, within what its
         tenant may still spend."""
-        needs = requirements.from_intent(intent, now=self._clock())
-        if self._quotas.limits_spend(intent):
-            needs = self._quotas.capped(needs, intent, await self._store.live())
-        offers = await self._federation.offers()
+        needs = await self._needs(intent)
+        offers = await self._offers(but=intent.name)
         started = time.perf_counter()
         result = planner.plan(
             needs,
@@ -167,19 +186,85 @@ class IntentEngine:
         self._on_planned(time.perf_counter() - started)
         return result
 
+    async def _needs(
+        self, intent: intent_pb2.Intent, live: list[intent_pb2.Intent] | None = None
+    ) -> requirements.Requirements:
+        """What `intent` needs, its cost limit within its tenant's spend quota."""
+        needs = requirements.from_intent(intent, now=self._clock())
+        if self._quotas.limits_spend(intent):
+            live = await self._store.live() if live is None else live
+            needs = self._quotas.capped(needs, intent, live)
+        return needs
+
+    async def _offers(self, *, but: str = "") -> OfferTable:
+        """The federation's offers less the GPUs allotted to intents (other than
+        `but`) that have yet to hold them."""
+        table = await self._federation.offers()
+        allotted = [a for name, a in self._allotted.items() if name != but]
+        if not allotted:
+            return table
+        index = {offer.name: i for i, offer in enumerate(table.offers)}
+        free = table.gpus_free.copy()
+        for award in allotted:
+            for share in award.result.best.shares if award.result.best else ():
+                if share.offer.name in index:
+                    free[index[share.offer.name]] -= share.gpu_count
+        return table.with_free(np.maximum(free, 0))
+
     def _capacity_freed(self) -> None:
         if self._requeue_pending:
             return
         self._requeue_pending = True
         if self._claims:
             return  # GPUs freed for a preempting intent: the queue waits until it has them
-        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._requeue_queued()))
+        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._contend()))
 
-    async def _requeue_queued(self) -> None:
-        self._requeue_pending = False
-        queued = [i for i in await self._store.live() if i.state == lifecycle.QUEUED]
-        for intent in sorted(queued, key=priority_of, reverse=True):
-            self.kick(intent.name)
+    async def _contend(self) -> None:
+        try:
+            await self._round_of_contention()
+        except Exception:
+            log.exception("a contention round failed; the next freed GPUs start another")
+
+    async def _round_of_contention(self) -> None:
+        """A contention round: the queued intents, ranked by the contention rule, are
+        planned in turn on the GPUs free now; the ones that fit are given those GPUs
+        (no other intent is planned onto them) and go on. One that may preempt is
+        given its chance too."""
+        async with self._round:
+            self._requeue_pending = False
+            live = await self._store.live()
+            queued = [i for i in live if i.state == lifecycle.QUEUED]
+            on_the_way = {
+                i.name for i in live if i.state in (lifecycle.PLANNING, lifecycle.RESERVING)
+            }
+            self._allotted = {n: a for n, a in self._allotted.items() if n in on_the_way}
+            if not queued:
+                return
+            table = await self._offers()
+            contenders = [
+                contention.contender(intent, await self._needs(intent, live), table)
+                for intent in queued
+            ]
+
+            def plan(c: contention.Contender, free: OfferTable) -> PlanResult:
+                return planner.plan(
+                    c.needs,
+                    free,
+                    c.intent.objective,
+                    balanced_weights=self._balanced_weights,
+                    alternatives=False,
+                )
+
+            used = self._usage.by_tenant(live, self._clock(), self._allotted)
+            awards = contention.allot(contenders, table, plan, used, self._shares)
+            self._allotted.update(awards)
+            running = [i for i in live if i.state == lifecycle.RUNNING]
+            for c in sorted(contenders, key=lambda c: -priority_of(c.intent)):
+                if c.name in awards:
+                    self.kick(c.name)
+                elif any(may_preempt(v, c.intent) for v in running):
+                    self._preempt_chances.add(c.name)
+                    self.kick(c.name)
 
     def _end_claim(self, name: str) -> None:
         if name in self._claims:
@@ -267,7 +352,8 @@ class IntentEngine:
         )
 
     async def _planning(self, intent: intent_pb2.Intent) -> bool:
-        result = await self.plan_intent(intent)
+        award = self._allotted.get(intent.name)
+        result = award.result if award else await self.plan_intent(intent)
         summary = plan_message(result)
         best = result.best
         if best is None and intent.name not in self._claims and await self._preempt_for(intent):
@@ -282,26 +368,41 @@ class IntentEngine:
             )
             return False
 
+        price = award.price if award else None
+
         def place(moved: intent_pb2.Intent) -> None:
             moved.placement.CopyFrom(to_placement_proto(best))
             moved.last_plan.CopyFrom(to_plan_proto(result))
+            if price is not None:
+                set_money(moved.placement.hourly_cost, price)
 
         message = (
             f"chose {best.offer.gpu_model} x{best.gpu_count} at {best.offer.provider} "
             f"({best.offer.region}) for {best.hourly_cost}/h"
         )
+        if award and price is not None:
+            message += f"; outbid {', '.join(award.outbid)} and pays {price}/h"
         return (
             await self._transition(intent, lifecycle.RESERVING, "Placed", message, place)
             is not None
         )
 
     async def _queued(self, intent: intent_pb2.Intent) -> bool:
+        """Planned again when a contention round gave it GPUs, when it may preempt
+        (the round kicks it), or when its user changed it."""
+        chance = intent.name in self._preempt_chances
+        self._preempt_chances.discard(intent.name)
+        if intent.name not in self._allotted and not chance and not waits_for_engine(intent):
+            return False
         return (
             await self._transition(intent, lifecycle.PLANNING, "Replanning", "capacity changed")
             is not None
         )
 
     async def _reserving(self, intent: intent_pb2.Intent) -> bool:
+        # The allotment ends as the federation's hold begins (reserve holds before it
+        # first waits), so the GPUs are never counted twice nor left uncounted.
+        self._allotted.pop(intent.name, None)
         try:
             reserved = await self._federation.reserve(intent)
         except CapacityGone as gone:
@@ -352,7 +453,7 @@ class IntentEngine:
         victims = [v for v in live if may_preempt(v, intent)]
         if not victims:
             return False
-        table = await self._federation.offers()
+        table = await self._offers(but=intent.name)
         index = {offer.name: i for i, offer in enumerate(table.offers)}
         freeable = np.zeros(len(table.offers), dtype=np.int64)
         on_offer: dict[str, list[tuple[intent_pb2.Intent, int]]] = {}
@@ -466,6 +567,7 @@ class IntentEngine:
         await self._store.update(name, record)
 
     async def _cancelling(self, intent: intent_pb2.Intent) -> bool:
+        self._allotted.pop(intent.name, None)
         await self._federation.release(intent)
         await self._transition(
             intent, lifecycle.CANCELLED, "Released", "workload and GPUs released"
@@ -481,10 +583,6 @@ _STEPS = {
     lifecycle.DEPLOYING: IntentEngine._deploying,
     lifecycle.CANCELLING: IntentEngine._cancelling,
 }
-
-
-def priority_of(intent: intent_pb2.Intent) -> intent_pb2.Priority.ValueType:
-    return intent.priority or intent_pb2.PRIORITY_NORMAL
 
 
 def may_preempt(victim: intent_pb2.Intent, intent: intent_pb2.Intent) -> bool:

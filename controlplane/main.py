@@ -20,6 +20,7 @@ from pathlib import Path
 
 from controlplane.app import Settings, serve
 from controlplane.cluster.lease import Timing
+from controlplane.contention import parse_shares
 from controlplane.errors import FlareError
 from controlplane.federation.fluidos.adapter import Identity
 from controlplane.placement.objectives import parse_weights
@@ -150,10 +151,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "placement (FLARE_STALE_AFTER; default %(default)s)",
     )
     parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=env("FLARE_TLS_CERT") or None,
+        help="PEM certificate for TLS on the gRPC and REST ports, with --tls-key "
+        "(FLARE_TLS_CERT; default: plaintext)",
+    )
+    parser.add_argument(
+        "--tls-key", type=Path, default=env("FLARE_TLS_KEY") or None, help="(FLARE_TLS_KEY)"
+    )
+    parser.add_argument(
+        "--agent-listen",
+        default=env("FLARE_AGENT_LISTEN", ""),
+        help="a gRPC port for agents with mutual TLS: each agent presents a certificate "
+        "signed by --agent-client-ca naming its node, and the main port refuses agents' "
+        "streams (FLARE_AGENT_LISTEN; default: agents use the main port)",
+    )
+    parser.add_argument(
+        "--agent-client-ca",
+        type=Path,
+        default=env("FLARE_AGENT_CLIENT_CA") or None,
+        help="PEM CA that signs the agents' client certificates (FLARE_AGENT_CLIENT_CA)",
+    )
+    parser.add_argument(
         "--quotas",
         default=env("FLARE_QUOTAS", ""),
         help="per-tenant limits, e.g. 'acme=gpus:8,spend:20 EUR;globex=gpus:2' (FLARE_QUOTAS; "
         "default: none)",
+    )
+    parser.add_argument(
+        "--fair-share",
+        default=env("FLARE_FAIR_SHARE", ""),
+        help="tenants' weights in the fair share of GPU-hours under contention, e.g. "
+        "'acme=2,globex=1' (FLARE_FAIR_SHARE; default: every tenant 1)",
+    )
+    parser.add_argument(
+        "--fair-share-half-life",
+        type=float,
+        default=float(env("FLARE_FAIR_SHARE_HALF_LIFE", str(defaults.fair_share_half_life_hours))),
+        help="hours after which a tenant's past GPU use counts half in the fair share "
+        "(FLARE_FAIR_SHARE_HALF_LIFE; default %(default)s)",
     )
     parser.add_argument(
         "--webhooks",
@@ -200,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         balanced = parse_weights(args.balanced_weights) if args.balanced_weights else None
         lease_timing(args.lease_duration)
         quotas = parse_quotas(args.quotas)
+        if (args.tls_cert is None) != (args.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        if args.agent_listen and (args.tls_cert is None or args.agent_client_ca is None):
+            raise ValueError("--agent-listen needs --tls-cert, --tls-key and --agent-client-ca")
+        shares = parse_shares(args.fair_share)
+        if not args.fair_share_half_life > 0:
+            raise ValueError("--fair-share-half-life must be positive")
         webhooks = parse_webhooks(args.webhooks)
     except ValueError as error:
         print(f"flare-controlplane: {error}", file=sys.stderr)
@@ -215,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         engine_workers=args.engine_workers,
         stale_after_seconds=args.stale_after,
         metrics_listen="" if args.metrics_listen == "off" else args.metrics_listen,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        agent_listen=args.agent_listen,
+        agent_client_ca=args.agent_client_ca,
         kubeconfig=args.kubeconfig,
         store=args.store,
         federation=args.federation,
@@ -223,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         lease=lease_timing(args.lease_duration),
         check_seconds=args.check_interval,
         quotas=quotas,
+        fair_share=shares,
+        fair_share_half_life_hours=args.fair_share_half_life,
         webhooks=webhooks,
         # The signing key comes from the environment only (a Secret), never a flag.
         webhook_secret=os.environ.get("FLARE_WEBHOOK_SECRET", ""),

@@ -12,6 +12,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from flare import tls
 from flare.v1 import (
     intent_pb2,
     intent_service_pb2,
@@ -116,7 +117,14 @@ class Client:
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {connection.token}"),) if connection.token else ()
         )
-        self._channel = grpc.insecure_channel(connection.address)
+        if connection.tls_ca is None:
+            self._channel = grpc.insecure_channel(connection.address)
+        else:
+            try:
+                credentials = tls.channel_credentials(connection.tls_ca)
+            except tls.TlsError as error:
+                raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+            self._channel = grpc.secure_channel(connection.address, credentials)
         self._intents = intent_service_pb2_grpc.IntentServiceStub(self._channel)
         self._offers = offer_service_pb2_grpc.OfferServiceStub(self._channel)
         self._tokens = token_service_pb2_grpc.TokenServiceStub(self._channel)

@@ -24,6 +24,8 @@ from flarectl.errors import InputError
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 ADDRESS_ENV = "FLARE_ADDRESS"
+# The CA of a control plane that serves TLS; unset: plaintext.
+TLS_CA_ENV = "FLARE_TLS_CA"
 TOKEN_ENV = "FLARE_TOKEN"
 CONFIG_ENV = "FLARE_CONFIG"
 DATA_DIR_ENV = "FLARE_DATA_DIR"
@@ -40,6 +42,7 @@ class Connection:
     # "/home/me/.config/flare/config.yaml", "default".
     address_source: str
     token_source: str
+    tls_ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -151,4 +154,5 @@ def resolve(
         if is_local(chosen_address) and admin_token.is_file():
             chosen_token = _read_token_file(admin_token, "admin token file")
             token_source = str(admin_token)
-    return Connection(chosen_address, chosen_token, address_source, token_source)
+    tls_ca = Path(environ[TLS_CA_ENV]).expanduser() if environ.get(TLS_CA_ENV) else None
+    return Connection(chosen_address, chosen_token, address_source, token_source, tls_ca)

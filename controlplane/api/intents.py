@@ -35,6 +35,7 @@ UPDATABLE = (
     "constraints.max_hourly_cost",
     "constraints.max_total_cost",
     "constraints.deadline",
+    "constraints.bid",
     "sla.max_interruption_time",
     "sla.preemptible",
     "priority",

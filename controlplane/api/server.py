@@ -50,6 +50,7 @@ def build_server(
     ingest: Ingest,
     watchers: Watchers,
     usage: Callable[[intent_pb2.Intent], intent_pb2.IntentUsage] | None = None,
+    agents_need_certificates: bool = False,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     server = grpc.aio.server(
         interceptors=[AuthInterceptor(authenticator)],
@@ -66,7 +67,9 @@ def build_server(
     token_service_pb2_grpc.add_TokenServiceServicer_to_server(
         TokenServicer(tokens, authenticator), server
     )
-    add_telemetry_to_server(TelemetryServicer(ingest, watchers), server)
+    add_telemetry_to_server(
+        TelemetryServicer(ingest, watchers, need_certificates=agents_need_certificates), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

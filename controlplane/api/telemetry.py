@@ -9,23 +9,29 @@ from typing import Any, TypeAlias
 import grpc
 
 from controlplane.api.interceptor import principal
+from controlplane.errors import PermissionDenied, Unauthenticated
 from controlplane.telemetry.ingest import Ingest, Received
 from controlplane.telemetry.watch import Selector, Watchers
+from flare import tls
 from flare.v1 import telemetry_service_pb2
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 class TelemetryServicer:
-    def __init__(self, ingest: Ingest, watchers: Watchers) -> None:
+    def __init__(self, ingest: Ingest, watchers: Watchers, *, need_certificates: bool) -> None:
         self._ingest = ingest
         self._watchers = watchers
+        # Mutual TLS for agents: a stream needs a client certificate naming its node.
+        self._need_certificates = need_certificates
 
     async def StreamTelemetry(  # noqa: N802 - gRPC method name
         self,
         request_iterator: AsyncIterator[Received],
         context: Context,
     ) -> AsyncIterator[telemetry_service_pb2.StreamTelemetryResponse]:
+        if self._need_certificates:
+            request_iterator = await _certified(request_iterator, tls.client_names(context))
         async for response in self._ingest.serve(request_iterator):
             yield response
 
@@ -36,6 +42,31 @@ class TelemetryServicer:
         selector = Selector.of(request, None if caller.is_admin else caller.tenant)
         async for response in self._watchers.watch(selector):
             yield response
+
+
+async def _certified(
+    requests: AsyncIterator[Received], names: frozenset[str]
+) -> AsyncIterator[Received]:
+    """The stream, once its client certificate is known to name the node its hello
+    speaks for (so an agent can speak only for its own node)."""
+    if not names:
+        raise Unauthenticated(
+            "agents must stream to the agent port (--agent-listen) with a client certificate"
+        )
+    first = await anext(aiter(requests), None)
+    node = first.message.inventory.node if first is not None else ""
+    if first is not None and node not in names:
+        raise PermissionDenied(
+            f"the client certificate names {', '.join(sorted(names))}, not node {node!r}"
+        )
+
+    async def chained() -> AsyncIterator[Received]:
+        if first is not None:
+            yield first
+        async for received in requests:
+            yield received
+
+    return chained()
 
 
 def add_to_server(servicer: TelemetryServicer, server: grpc.aio.Server) -> None:

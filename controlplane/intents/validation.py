@@ -294,6 +294,8 @@ def _constraints(constraints: intent_pb2.Constraints, now: datetime, path: str) 
     for name in ("max_hourly_cost", "max_total_cost"):
         if constraints.HasField(name):
             yield from validate_money(getattr(constraints, name), f"{path}.{name}")
+    if constraints.bid and not constraints.HasField("max_hourly_cost"):
+        yield FieldViolation(f"{path}.bid", "needs max_hourly_cost, the most it may bid")
     if constraints.location:
         problem = geo.location_error(constraints.location)
         if problem:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from flare.v1 import intent_pb2, token_service_pb2
@@ -106,6 +107,10 @@ class IntentStore(Protocol):
 
     async def live(self) -> list[intent_pb2.Intent]:
         """Intents not in a terminal state (for recovery after a restart)."""
+
+    async def ended_since(self, since: datetime) -> list[intent_pb2.Intent]:
+        """Intents in a terminal state whose last change was at or after `since`
+        (for the fair share's usage after a restart)."""
 
     def subscribe(self) -> Subscription:
         """Changes committed from now on, in revision order."""

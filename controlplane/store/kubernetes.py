@@ -24,6 +24,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, TypeVar
 
 from controlplane.cluster import resources
@@ -402,6 +403,14 @@ class KubernetesStore:
             (i for i in self._cache.values() if i.state not in lifecycle.TERMINAL),
             key=_sort_key,
         )
+
+    async def ended_since(self, since: datetime) -> list[intent_pb2.Intent]:
+        return [
+            i
+            for i in self._cache.values()
+            if i.state in lifecycle.TERMINAL
+            and i.update_time.ToDatetime(tzinfo=since.tzinfo) >= since
+        ]
 
     def subscribe(self) -> QueueSubscription:
         return QueueSubscription(self._subscribers)

@@ -18,6 +18,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -366,6 +367,19 @@ class SqliteStore:
 
         result: list[intent_pb2.Intent] = await self._submit(job)
         return result
+
+    async def ended_since(self, since: datetime) -> list[intent_pb2.Intent]:
+        terminal = sorted(lifecycle.TERMINAL)
+
+        def job(conn: sqlite3.Connection) -> list[intent_pb2.Intent]:
+            rows = conn.execute(
+                f"SELECT body FROM intents WHERE state IN ({', '.join('?' * len(terminal))})",
+                terminal,
+            ).fetchall()
+            return [_intent(body) for (body,) in rows]
+
+        ended: list[intent_pb2.Intent] = await self._submit(job)
+        return [i for i in ended if i.update_time.ToDatetime(tzinfo=since.tzinfo) >= since]
 
     def subscribe(self) -> QueueSubscription:
         return QueueSubscription(self._subscribers)

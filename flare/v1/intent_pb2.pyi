@@ -869,6 +869,7 @@ class Constraints(_message.Message):
     DEADLINE_FIELD_NUMBER: _builtins.int
     PREEMPTIBLE_FIELD_NUMBER: _builtins.int
     PROVIDERS_FIELD_NUMBER: _builtins.int
+    BID_FIELD_NUMBER: _builtins.int
     location: _builtins.str
     """Where it may run: "EU" (member states only), "US", "Asia", "Europe",
     an ISO-3166 country code ("DE"), or a provider region ("eu-west-1").
@@ -879,6 +880,12 @@ class Constraints(_message.Message):
     """Most network latency between consumer and provider, milliseconds."""
     preemptible: _builtins.bool
     """true: spot/preemptible offers only; false: never; unset: either."""
+    bid: _builtins.bool
+    """Bid for scarce GPUs, up to max_hourly_cost (which it needs): among queued
+    intents of the same priority the highest bid per GPU-hour is placed first,
+    and pays for contested GPUs the next highest bid that was left waiting
+    (never more than its own, never less than the offer's price).
+    """
     @_builtins.property
     def max_hourly_cost(self) -> _common_pb2.Money:
         """Most the intent may cost per hour, all its GPUs together."""
@@ -908,10 +915,11 @@ class Constraints(_message.Message):
         deadline: _timestamp_pb2.Timestamp | None = ...,
         preemptible: _builtins.bool | None = ...,
         providers: _abc.Iterable[_builtins.str] | None = ...,
+        bid: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_preemptible", b"_preemptible", "deadline", b"deadline", "max_hourly_cost", b"max_hourly_cost", "max_total_cost", b"max_total_cost", "preemptible", b"preemptible"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_preemptible", b"_preemptible", "availability_zone", b"availability_zone", "deadline", b"deadline", "location", b"location", "max_hourly_cost", b"max_hourly_cost", "max_latency_ms", b"max_latency_ms", "max_total_cost", b"max_total_cost", "preemptible", b"preemptible", "providers", b"providers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_preemptible", b"_preemptible", "availability_zone", b"availability_zone", "bid", b"bid", "deadline", b"deadline", "location", b"location", "max_hourly_cost", b"max_hourly_cost", "max_latency_ms", b"max_latency_ms", "max_total_cost", b"max_total_cost", "preemptible", b"preemptible", "providers", b"providers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__preemptible: _TypeAlias = _typing.Literal["preemptible"]  # noqa: Y015
     _WhichOneofArgType__preemptible: _TypeAlias = _typing.Literal["_preemptible", b"_preemptible"]  # noqa: Y015

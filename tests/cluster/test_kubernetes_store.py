@@ -247,3 +247,21 @@ async def test_tokens_are_kept_as_hashes_and_revoked_once(replica: Replica) -> N
     assert secret not in str(listed[0].token)
     with pytest.raises(AlreadyExists):
         await store.add_token(listed[0])
+
+
+async def test_ended_since_gives_the_intents_that_ended_from_then(replica: Replica) -> None:
+    store = await replica()
+    for name, hour in (("early", 10), ("late", 14), ("live", 0)):
+        await store.create(new_intent(name), tenant="acme", request_id="")
+        if hour:
+            at = NOW.replace(hour=hour)
+
+            def cancel(intent: intent_pb2.Intent, at: datetime = at) -> intent_pb2.Intent:
+                return lifecycle.transition(
+                    intent, lifecycle.CANCELLED, reason="C", message="", now=at
+                )
+
+            await store.update(f"tenants/acme/intents/{name}", cancel)
+    await until(lambda: len(store._cache) >= 3)
+    ended = await store.ended_since(NOW.replace(hour=12))
+    assert [i.name for i in ended] == ["tenants/acme/intents/late"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -114,3 +115,25 @@ async def test_subscribers_get_commits_in_order_and_a_marker_when_behind(tmp_pat
         subscription.close()
     finally:
         store.close()
+
+
+async def test_ended_since_gives_the_intents_that_ended_from_then(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db")
+    store.open()
+    try:
+        for name, hour in (("early", 1), ("late", 5), ("live", 0)):
+            await store.create(new(name), tenant="t", request_id="")
+            if hour:
+                at = NOW.replace(hour=hour)
+                await store.update(f"tenants/t/intents/{name}", cancelled_at(at))
+        ended = await store.ended_since(NOW.replace(hour=3))
+    finally:
+        store.close()
+    assert [i.name for i in ended] == ["tenants/t/intents/late"]
+
+
+def cancelled_at(at: datetime) -> Callable[[intent_pb2.Intent], intent_pb2.Intent]:
+    def cancel(intent: intent_pb2.Intent) -> intent_pb2.Intent:
+        return lifecycle.transition(intent, lifecycle.CANCELLED, reason="C", message="", now=at)
+
+    return cancel

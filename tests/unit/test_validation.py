@@ -97,3 +97,10 @@ def test_duplicate_env_and_secret_names() -> None:
     intent = intent_from(SEED_INFERENCE)
     intent.workload.secrets.add(name="other", env="MODEL_ID")
     assert fields(intent) == {"intent.workload.secrets[1].env": "'MODEL_ID' is already set"}
+
+
+def test_a_bid_needs_the_most_it_may_pay() -> None:
+    assert fields(gpu_job(bid=True)) == {
+        "intent.constraints.bid": "needs max_hourly_cost, the most it may bid"
+    }
+    assert fields(gpu_job(bid=True, max_hourly_cost="10 EUR")) == {}
