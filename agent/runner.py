@@ -45,6 +45,7 @@ class AgentReport:
     unacked: int = 0
     connects: int = 0
     sent_on_resume: int = 0  # messages waiting in the outbox when a stream (re)opened
+    probe_failures: int = 0  # rounds in which the probe raised (none expected)
 
 
 def beat(path: Path) -> None:
@@ -135,10 +136,14 @@ class Agent:
         loop = asyncio.get_running_loop()
         due = loop.time()
         while not stop.is_set():
-            self.tick(
-                await asyncio.to_thread(self.probe.inventory),
-                await asyncio.to_thread(self.probe.sample),
-            )
+            try:
+                self.tick(
+                    await asyncio.to_thread(self.probe.inventory),
+                    await asyncio.to_thread(self.probe.sample),
+                )
+            except Exception:  # whatever the GPUs' library does, the agent keeps sampling
+                self.report.probe_failures += 1
+                log.exception("reading the GPUs failed; trying again next interval")
             if self.heartbeat is not None:
                 beat(self.heartbeat)
             due = max(due + self.interval, loop.time())
@@ -149,6 +154,9 @@ class Agent:
         """Takes one round of the probe: an inventory message when it changed,
         then the batch of readings."""
         if inventory != self._inventory:
+            if self._inventory is None or inventory.problems != self._inventory.problems:
+                for problem in inventory.problems:
+                    log.warning("reading the node: %s", problem)
             self._inventory = inventory
             self.outbox.put(wire.inventory(inventory, self.config, self.node_name, self._clock()))
             self.report.inventories += 1

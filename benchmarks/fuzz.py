@@ -1,8 +1,10 @@
 """A fuzzing campaign against a real control plane process: random bytes,
 mutations of valid requests, oversized messages and bad tokens at every RPC,
-and malformed agent streams. Counts the answers by status code; the campaign
-fails if any is INTERNAL or UNKNOWN or the server dies. Reports the server's
-memory before and after. Writes benchmarks/results/fuzz.json.
+malformed agent streams, and bad HTTP requests at the REST gateway (mutated
+JSON, random bytes, deep nesting, oversized bodies, mangled paths, wrong
+methods). Counts the answers by status code; the campaign fails if any is
+INTERNAL or UNKNOWN (HTTP: 500 or above) or the server dies. Reports the
+server's memory before and after. Writes benchmarks/results/fuzz.json.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any
 import grpc
 
 from benchmarks.common import rss_mb, write_results
-from tests.api.test_fuzz import SEEDS, mutate
-from tests.controlplane_process import running
+from tests.api import rest_fuzz
+from tests.api.test_fuzz import SEEDS, http_status, mutate
+from tests.controlplane_process import free_port, running
 from tests.telemetry_support import hello, inventory
 
 BROKEN = {"INTERNAL", "UNKNOWN"}
@@ -55,6 +58,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--streams", type=int, default=500)
+    parser.add_argument("--http-requests", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -62,8 +66,15 @@ def main() -> int:
     weights = [45, 45, 2, 8]
     counts: dict[str, collections.Counter[str]] = {k: collections.Counter() for k in kinds}
     stream_counts: collections.Counter[str] = collections.Counter()
+    http_counts: dict[str, collections.Counter[int]] = {
+        k: collections.Counter() for k in rest_fuzz.KINDS
+    }
     broken: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as data, running(Path(data), "--sync", "NORMAL") as server:
+    rest = f"127.0.0.1:{free_port()}"
+    with (
+        tempfile.TemporaryDirectory() as data,
+        running(Path(data), "--sync", "NORMAL", "--http-listen", rest) as server,
+    ):
         admin = server.admin_token
         before = rss_mb(server.pid)
         started = time.monotonic()
@@ -105,10 +116,24 @@ def main() -> int:
                 stream_counts[code] += 1
                 if code in BROKEN:
                     broken.append({"kind": "agent stream", "code": code})
+        for _ in range(args.http_requests):
+            request = rest_fuzz.request(rng)
+            http_token = token(rng.choices(["valid", "bad token"], [9, 1])[0], admin, rng)
+            try:
+                status = http_status(f"http://{rest}", request, http_token)
+            except OSError as error:  # no answer at all
+                status = 0
+                broken.append({"kind": f"http {request.kind}", "error": str(error)})
+            http_counts[request.kind][status] += 1
+            if status >= 500:
+                broken.append({"kind": f"http {request.kind}", "path": request.path[:200]})
         seconds = time.monotonic() - started
         alive = server.process is not None and server.process.poll() is None
         after = rss_mb(server.pid)
-    print(f"\n{args.requests} requests and {args.streams} agent streams in {seconds:.0f} s\n")
+    print(
+        f"\n{args.requests} requests, {args.streams} agent streams and {args.http_requests} "
+        f"HTTP requests in {seconds:.0f} s\n"
+    )
     for kind, codes in counts.items():
         print(
             f"{kind:<18}{sum(codes.values()):>7}  "
@@ -118,7 +143,12 @@ def main() -> int:
         f"{'agent streams':<18}{args.streams:>7}  "
         + ", ".join(f"{c} {n}" for c, n in stream_counts.most_common())
     )
-    print(f"\nINTERNAL or UNKNOWN: {len(broken)}; server alive: {alive}; ", end="")
+    for kind, statuses in http_counts.items():
+        print(
+            f"http {kind:<13}{sum(statuses.values()):>7}  "
+            + ", ".join(f"{c} {n}" for c, n in sorted(statuses.items()))
+        )
+    print(f"\nINTERNAL or UNKNOWN (HTTP 5xx): {len(broken)}; server alive: {alive}; ", end="")
     print(f"RSS {before} MB -> {after} MB")
     write_results(
         "fuzz",
@@ -126,6 +156,10 @@ def main() -> int:
             "settings": vars(args),
             "requests_by_kind": {k: dict(v) for k, v in counts.items()},
             "agent_streams": dict(stream_counts),
+            "http_requests_by_kind": {
+                k: {str(status): n for status, n in sorted(v.items())}
+                for k, v in http_counts.items()
+            },
             "internal_or_unknown": len(broken),
             "server_alive": alive,
             "rss_mb": {"before": before, "after": after},

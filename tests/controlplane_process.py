@@ -38,6 +38,8 @@ class ControlPlaneProcess:
     # Extra flags, e.g. ("--sync", "NORMAL", "--federation-file", path).
     flags: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
+    # The REST gateway's base URL, for a test that turned it on with --http-listen.
+    rest_url: str = ""
 
     @property
     def address(self) -> str:

@@ -185,12 +185,14 @@ class AmdSmiProbe(DriverProbe[Device]):
             if info is not None and _present(info.get("driver_version")):
                 driver = str(info["driver_version"])
         self._devices = devices
+        links = self._links(devices, problems)
         self._inventory = Inventory(
             backend="amdsmi",
             driver_version=driver,
             runtime_version=self._rocm_version(),
             gpus=tuple(d.info for d in devices),
-            links=self._links(devices, problems),
+            links=links,
+            problems=tuple(problems),
         )
 
     def _rocm_version(self) -> str:

@@ -59,6 +59,9 @@ class Inventory:
     runtime_version: str  # CUDA driver API or ROCm version
     gpus: tuple[GpuInfo, ...]
     links: tuple[Link, ...] = ()
+    # What went wrong reading the node (a value unreadable, the library down), for
+    # the agent's log and `--once`; one GPU's trouble is in its readings too.
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

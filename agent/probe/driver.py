@@ -12,11 +12,11 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
-from agent.probe.base import GpuInfo, Health, Inventory, Reading, xid_problems
+from agent.probe.base import GpuInfo, Health, Inventory, ProbeError, Reading, xid_problems
 
 
 class GpuGone(Exception):
@@ -116,14 +116,31 @@ class DriverProbe(ABC, Generic[D]):
             return self._inventory
 
     def _refresh(self) -> None:
-        if self._enumerations > 0:
-            self._shutdown()
-            self._init()
-        self._enumerations += 1
-        self._enumerate()
+        try:
+            if self._enumerations > 0:
+                self._shutdown()
+                self._init()
+            self._enumerations += 1
+            self._enumerate()
+        except (ProbeError, GpuGone) as error:  # a node-wide call failed: the library is down
+            self._library_down(str(error))
+            return
         # A GPU the library would not give is looked for again on the next
         # inventory (a GPU reset brings it back).
         self._stale = bool(self._missing)
+
+    def _library_down(self, problem: str) -> None:
+        """The library cannot be initialised or cannot enumerate (a driver unloaded or
+        being upgraded): every known GPU reads UNHEALTHY with the reason, the inventory
+        keeps the GPUs it had (with the problem), and the next inventory tries again."""
+        for device in self._devices:
+            self._missing[device.uuid] = problem
+        for uuid in self._missing:
+            self._missing[uuid] = problem
+        self._devices = []
+        self._stale = True
+        last = self._inventory or Inventory(self.backend, "", "", ())
+        self._inventory = replace(last, problems=(problem,))
 
     def sample(self) -> tuple[Reading, ...]:
         with self._lock:

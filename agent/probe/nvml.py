@@ -36,6 +36,7 @@ from agent.probe.driver import Device, DriverProbe, GpuGone
 from flare import gpus
 
 # NVML return codes (nvml.h), by what the probe does with them.
+_INVALID_ARGUMENT = 2
 _NOT_SUPPORTED = 3
 _NOT_FOUND = 6
 _DRIVER_NOT_LOADED = 9
@@ -119,12 +120,15 @@ class _EventWatcher:
         self._stop = threading.Event()
         self._by_address = {_address(h): uuid for uuid, h in handles.items()}
         self.unwatched: dict[str, str] = {}
+        # Why waiting for events fails now (None while it works).
+        self.failure: str | None = None
         self._set = nvml.nvmlEventSetCreate()
         for uuid, handle in handles.items():
             try:
                 nvml.nvmlDeviceRegisterEvents(handle, _EVENT_XID, self._set)
             except nvml.NVMLError as error:
-                self.unwatched[uuid] = f"Xid events not watched: {error}"
+                if error.value not in _ABSENT:
+                    self.unwatched[uuid] = f"Xid events not watched: {error}"
         self._thread = threading.Thread(target=self._run, name="nvml-events", daemon=True)
         self._thread.start()
 
@@ -134,13 +138,21 @@ class _EventWatcher:
             try:
                 data = nvml.nvmlEventSetWait_v2(self._set, self._timeout_ms)
             except nvml.NVMLError as error:
-                if error.value != _TIMEOUT:
+                if error.value == _TIMEOUT:
+                    self.failure = None
+                else:
+                    self.failure = f"Xid events not read: {error} (NVML error {error.value})"
                     self._stop.wait(self._timeout_ms / 1000)
                 continue
+            self.failure = None
             if int(data.eventType) & _EVENT_XID:
                 uuid = self._by_address.get(_address(data.device))
                 if uuid is not None:
                     self._on_xid(uuid, int(data.eventData))
+
+    def problem(self, uuid: str) -> str | None:
+        """Why Xid events of GPU `uuid` are not seen now, if they are not."""
+        return self.unwatched.get(uuid) or self.failure
 
     def close(self) -> None:
         self._stop.set()
@@ -271,17 +283,19 @@ class NvmlProbe(DriverProbe[_Device]):
         self._devices = devices
         for device in devices:
             self._xid_counts(device.uuid)
+        links = self._links(devices)
+        try:
+            self._events = _EventWatcher(nvml, handles, self._count_xid, self._event_timeout_ms)
+        except nvml.NVMLError as error:
+            problems.append(f"Xid events not watched: {error}")
         self._inventory = Inventory(
             backend="nvml",
             driver_version=driver,
             runtime_version=runtime,
             gpus=tuple(d.info for d in devices),
-            links=self._links(devices),
+            links=links,
+            problems=tuple(problems),
         )
-        try:
-            self._events = _EventWatcher(nvml, handles, self._count_xid, self._event_timeout_ms)
-        except nvml.NVMLError as error:
-            problems.append(f"Xid events not watched: {error}")
 
     def _describe(self, index: int, uuid: str, handle: Any, problems: list[str]) -> _Device:
         nvml = self._nvml
@@ -351,6 +365,8 @@ class NvmlProbe(DriverProbe[_Device]):
             except nvml.NVMLError as error:
                 if error.value in _GONE:
                     raise GpuGone(f"NVLink {link}: {error}") from error
+                if error.value not in _ABSENT | {_INVALID_ARGUMENT}:
+                    problems.append(f"NVLink {link}: {error} (NVML error {error.value})")
                 break  # not supported, or past this GPU's last link
             if not active:
                 continue
@@ -464,6 +480,9 @@ class NvmlProbe(DriverProbe[_Device]):
             self._stale = True
 
         xids = self._xid_snapshot(device.uuid)
+        unseen = self._events.problem(device.uuid) if self._events is not None else None
+        if unseen:
+            problems.append(unseen)
         if values.get("ecc_uncorrected_total"):
             health = Health.UNHEALTHY
             problems.append(f"{values['ecc_uncorrected_total']} uncorrectable ECC errors")

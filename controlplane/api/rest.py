@@ -38,6 +38,7 @@ from flare.violation import FieldViolation
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4 * 1024 * 1024
+TOO_DEEP = "nests too deeply"
 _VARIABLE = re.compile(r"\{([a-z_.]+)(?:=([^}]*))?\}")
 _DETAIL_TYPES: dict[str, type[Message]] = {
     "type.googleapis.com/google.rpc.BadRequest": error_details_pb2.BadRequest,
@@ -151,6 +152,8 @@ def build_request(
             payload = json.loads(body or b"{}")
         except ValueError as error:
             raise BadJson([FieldViolation("body", f"not JSON: {error}")]) from error
+        except RecursionError:
+            raise BadJson([FieldViolation("body", TOO_DEEP)]) from None
         if route.body == "*":
             if not isinstance(payload, dict):
                 raise BadJson([FieldViolation("body", "must be a JSON object")])
@@ -176,14 +179,16 @@ def build_request(
             _set_path(data, key, value)
     for path, value in captured.items():
         _set_path(data, path, value)
-    normalised, violations = normalize(data, descriptor)
-    if violations:
-        raise BadJson(violations)
     request: Message = message_factory.GetMessageClass(descriptor)()
     try:
+        normalised, violations = normalize(data, descriptor)
+        if violations:
+            raise BadJson(violations)
         json_format.ParseDict(normalised, request)
     except json_format.ParseError as error:
         raise BadJson([FieldViolation("body", str(error))]) from error
+    except RecursionError:
+        raise BadJson([FieldViolation("body", TOO_DEEP)]) from None
     return request
 
 

@@ -1,11 +1,14 @@
 """Bad bytes at every RPC of a real control plane process: random bytes and
 mutations of valid requests are answered with a proper status — never INTERNAL
-or UNKNOWN — and the server stays up. (The fuzzing campaign of the reliability
+or UNKNOWN — and the server stays up; bad HTTP requests at its REST gateway
+are answered below 500. (The fuzzing campaign of the reliability
 work sends many more; this keeps the guarantee in every test run.)"""
 
 from __future__ import annotations
 
 import random
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,8 @@ from hypothesis import strategies as st
 
 from agent.outbox import Outbox
 from flare.v1 import intent_pb2, intent_service_pb2, offer_service_pb2, token_service_pb2
-from tests.controlplane_process import ControlPlaneProcess, running
+from tests.api import rest_fuzz
+from tests.controlplane_process import ControlPlaneProcess, free_port, running
 from tests.intents import SEED_INFERENCE, intent_from
 from tests.telemetry_support import inventory
 
@@ -51,8 +55,26 @@ SEEDS: dict[str, bytes] = {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
     data: Path = tmp_path_factory.mktemp("fuzz")
-    with running(data, "--sync", "NORMAL") as process:
+    rest = f"127.0.0.1:{free_port()}"
+    with running(data, "--sync", "NORMAL", "--http-listen", rest) as process:
+        process.rest_url = f"http://{rest}"
         yield process
+
+
+def http_status(base_url: str, request: rest_fuzz.HttpRequest, token: str) -> int:
+    """The status the REST gateway answers `request` with."""
+    sent = urllib.request.Request(
+        base_url + request.path,
+        data=request.body or None,
+        method=request.method,
+        headers={**request.headers, "Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(sent, timeout=30) as response:
+            status: int = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    return status
 
 
 def mutate(seed: bytes, rng: random.Random) -> bytes:
@@ -118,6 +140,16 @@ def test_no_agent_stream_breaks_the_server(
                 pass
         except grpc.RpcError as error:
             assert error.code() not in BROKEN, (messages, error.code(), error.details())
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers())
+def test_no_http_request_breaks_the_rest_gateway(server: ControlPlaneProcess, seed: int) -> None:
+    request = rest_fuzz.request(random.Random(seed))
+    status = http_status(server.rest_url, request, server.admin_token)
+    assert status < 500, (request.kind, request.method, request.path[:200], status)
 
 
 def test_the_server_is_still_serving_after_the_fuzzing(server: ControlPlaneProcess) -> None:

@@ -181,4 +181,5 @@ CONTROLPLANE_NEEDS: tuple[Grant, ...] = (
     Grant(EVERY_NAMESPACE, "autoscaling", "horizontalpodautoscalers", ("create",)),
     Grant(EVERY_NAMESPACE, "networking.k8s.io", "ingresses", ("create",)),
     Grant(EVERY_NAMESPACE, "", "pods", ("list", "watch")),
+    Grant(CLUSTER, "", "nodes", ("get",)),
 )

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,16 @@ class Timeouts:
     allocation: float = 300.0  # and the solver's 5
     pods: float = 300.0
     blocked: float = 600.0  # how long a candidate that failed stays out of placement
+    # How long the provider's virtual node may be NotReady under a running workload
+    # before the intent moves (Kubernetes has already waited its 40 s grace by then).
+    not_ready: float = 30.0
+
+
+# Why a pod failed that says its provider failed it (the node went, was shut down,
+# evicted it, or could not give it its GPUs), not that the workload crashed.
+PROVIDER_FAILURES = frozenset(
+    {"Evicted", "NodeLost", "Shutdown", "Terminated", "UnexpectedAdmissionError", "NodeAffinity"}
+)
 
 
 class FluidosFederation(CapacityListeners):
@@ -338,8 +349,10 @@ class FluidosFederation(CapacityListeners):
     # -- check ---------------------------------------------------------------------
 
     async def check(self, intent: intent_pb2.Intent) -> Trouble | None:
-        """A running intent's Allocation in error or gone means its provider failed; its
-        namespace or its Deployment/Job gone means drift, which deploying repairs."""
+        """A running intent's Allocation in error or gone, a pod its provider failed
+        (evicted, node lost, GPUs not given), or its provider's virtual node NotReady
+        for `Timeouts.not_ready` mean its provider failed; its namespace or its
+        Deployment/Job gone means drift, which deploying repairs."""
         name = workload.resource_name(intent.name)
         allocation = await self._get("allocations", name)
         if allocation is None:
@@ -350,6 +363,44 @@ class FluidosFederation(CapacityListeners):
             return Trouble("failed", "AllocationError", f"the allocation {name} failed: {message}")
         for kind, object_name in await asyncio.to_thread(self._missing, intent):
             return Trouble("drift", "WorkloadMissing", f"{kind} {object_name} is gone")
+        return await asyncio.to_thread(self._pods_trouble, intent)
+
+    def _pods_trouble(self, intent: intent_pb2.Intent) -> Trouble | None:
+        """A pod of the intent's current provider that the provider failed, or that
+        runs on a virtual node NotReady for too long."""
+        space = workload.resource_name(intent.name)
+        selector = f"{workload.PROVIDER_LABEL}={workload.provider_label(intent)}"
+        nodes: dict[str, Any] = {}
+        now = datetime.now(UTC)
+        for pod in self._core.list_namespaced_pod(space, label_selector=selector).items:
+            if pod.metadata.deletion_timestamp is not None:
+                continue
+            reason = pod.status.reason or ""
+            if pod.status.phase == "Failed" and (
+                reason in PROVIDER_FAILURES or reason.startswith("OutOf")
+            ):
+                return Trouble(
+                    "failed",
+                    "PodFailed",
+                    f"pod {pod.metadata.name} failed on {pod.spec.node_name or 'no node'}: "
+                    f"{reason}: {pod.status.message or ''}".rstrip(": "),
+                )
+            node_name = pod.spec.node_name
+            if not node_name:
+                continue
+            if node_name not in nodes:
+                nodes[node_name] = _ready_condition(self._core, node_name)
+            ready = nodes[node_name]
+            if ready is None or ready.status == "True":
+                continue
+            since = ready.last_transition_time
+            if since is not None and (now - since).total_seconds() >= self._timeouts.not_ready:
+                return Trouble(
+                    "failed",
+                    "ProviderNotReady",
+                    f"node {node_name} has not been ready for "
+                    f"{(now - since).total_seconds():.0f} s: {ready.message or ready.reason}",
+                )
         return None
 
     def _missing(self, intent: intent_pb2.Intent) -> list[tuple[str, str]]:
@@ -732,6 +783,20 @@ class FluidosFederation(CapacityListeners):
 
         if not await asyncio.to_thread(run):
             log.warning("namespace %s is still being deleted", name)
+
+
+def _ready_condition(core: Any, node_name: str) -> Any:
+    """The node's Ready condition (None when the node or the condition is not there:
+    a lost peering shows in the Allocation instead)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        node = core.read_node(node_name)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        return None
+    return next((c for c in node.status.conditions or () if c.type == "Ready"), None)
 
 
 def _running(pod: Any) -> bool:

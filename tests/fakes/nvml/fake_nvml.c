@@ -29,6 +29,13 @@
  *                         queued once on the first event set it is registered on.
  *   xid = N               Xid N is queued once on the first event set the GPU
  *                         is registered on for critical Xid events.
+ *   fail = <entry point>:<code>[:<after calls>]   that exported function answers
+ *                         NVML error <code> (for every GPU) once it has been
+ *                         called <after calls> times (default 0); several may be
+ *                         given, comma separated. At run time the same from
+ *                         fakeNvmlInject(entry point, code, after) (code 0
+ *                         clears every injection), and fakeNvmlInjectedHits()
+ *                         tells how many calls the injections failed.
  *   MIG parents always answer NOT_SUPPORTED for utilisation.
  */
 #include <ctype.h>
@@ -45,11 +52,16 @@
 #define E_NOT_SUPPORTED 3
 #define E_NOT_FOUND 6
 #define E_INSUFFICIENT_SIZE 7
+#define E_NO_PERMISSION 4
 #define E_DRIVER_NOT_LOADED 9
 #define E_TIMEOUT 10
+#define E_IRQ_ISSUE 11
 #define E_GPU_IS_LOST 15
+#define E_RESET_REQUIRED 16
+#define E_NO_DATA 21
 #define E_ARGUMENT_VERSION_MISMATCH 25
 #define E_UNKNOWN 999
+#define MAX_INJECTIONS 16
 
 #define MAX_GPUS 16
 #define MAX_MIG 7
@@ -146,6 +158,16 @@ static char driver_version[80] = "550.54.15";
 static int cuda_driver_version = 12040;
 static fake_gpu gpus[MAX_GPUS];
 
+typedef struct {
+    char function[64];
+    int code;
+    long after, calls;
+} fake_injection;
+
+static fake_injection injections[MAX_INJECTIONS];
+static int injection_count;
+static long injected_hits;
+
 static void trim(char *s) {
     size_t n = strlen(s);
     while (n > 0 && isspace((unsigned char)s[n - 1])) s[--n] = '\0';
@@ -237,6 +259,48 @@ static void set_defaults(int i) {
     }
 }
 
+static void inject(const char *function, int code, long after) {
+    if (!code) {
+        injection_count = 0;
+        return;
+    }
+    if (injection_count == MAX_INJECTIONS) return;
+    fake_injection *in = &injections[injection_count++];
+    copy_text(in->function, sizeof in->function, function);
+    in->code = code;
+    in->after = after < 0 ? 0 : after;
+    in->calls = 0;
+}
+
+/* "fn:code[:after],fn:code..." from the config. */
+static void add_injections(const char *value) {
+    char buf[1024];
+    copy_text(buf, sizeof buf, value);
+    for (char *save = NULL, *item = strtok_r(buf, ",", &save); item;
+         item = strtok_r(NULL, ",", &save)) {
+        char *code = strchr(item, ':');
+        if (!code) continue;
+        *code++ = '\0';
+        char *after = strchr(code, ':');
+        if (after) *after++ = '\0';
+        trim(item);
+        inject(item, atoi(code), after ? atol(after) : 0);
+    }
+}
+
+/* The error an injection makes `function` answer now, or OK. */
+static int injected(const char *function) {
+    for (int i = 0; i < injection_count; i++) {
+        fake_injection *in = &injections[i];
+        if (strcmp(in->function, function)) continue;
+        if (in->calls++ >= in->after) {
+            injected_hits++;
+            return in->code;
+        }
+    }
+    return OK;
+}
+
 /* Reads the config: globals and gpu.* in a first pass, gpu.<n> in a second. */
 static int load_config(void) {
     const char *path = getenv("FLARE_FAKE_NVML_CONFIG");
@@ -276,6 +340,7 @@ static int load_config(void) {
                 else if (!strcmp(key, "driver_version"))
                     copy_text(driver_version, sizeof driver_version, value);
                 else if (!strcmp(key, "cuda_driver_version")) cuda_driver_version = atoi(value);
+                else if (!strcmp(key, "fail")) add_injections(value);
             }
         }
         fclose(f);
@@ -328,23 +393,44 @@ static int telemetry(fake_handle *h, fake_gpu **out) {
     return rc;
 }
 
-#define LOCKED(expr)                 \
-    do {                             \
-        pthread_mutex_lock(&lock);   \
-        int rc_ = (expr);            \
-        pthread_mutex_unlock(&lock); \
-        return rc_;                  \
+/* Runs an entry point's body under the lock, unless an injection fails it. */
+#define LOCKED(expr)                                \
+    do {                                            \
+        pthread_mutex_lock(&lock);                  \
+        int rc_ = load_once() == OK ? injected(__func__) : OK; \
+        if (rc_ == OK) rc_ = (expr);                \
+        pthread_mutex_unlock(&lock);                \
+        return rc_;                                 \
     } while (0)
+
+void fakeNvmlInject(const char *function, int code, long after) {
+    pthread_mutex_lock(&lock);
+    inject(function, code, after);
+    pthread_mutex_unlock(&lock);
+}
+
+long fakeNvmlInjectedHits(void) {
+    pthread_mutex_lock(&lock);
+    long hits = injected_hits;
+    pthread_mutex_unlock(&lock);
+    return hits;
+}
 
 /* ---- library lifecycle ---- */
 
-static int do_init(void) {
+static int load_once(void) {
     if (!loaded) {
         for (int i = 0; i < MAX_GPUS; i++) set_defaults(i);
         int rc = load_config();
         if (rc != OK) return rc;
         loaded = 1;
     }
+    return OK;
+}
+
+static int do_init(void) {
+    int rc = load_once();
+    if (rc != OK) return rc;
     init_count++;
     return OK;
 }
@@ -372,9 +458,13 @@ const char *nvmlErrorString(int result) {
     case E_NOT_SUPPORTED: return "Not Supported";
     case E_NOT_FOUND: return "Not Found";
     case E_INSUFFICIENT_SIZE: return "Insufficient Size";
+    case E_NO_PERMISSION: return "Insufficient Permissions";
     case E_DRIVER_NOT_LOADED: return "Driver Not Loaded";
     case E_TIMEOUT: return "Timeout";
+    case E_IRQ_ISSUE: return "Interrupt request issue";
     case E_GPU_IS_LOST: return "GPU is lost";
+    case E_RESET_REQUIRED: return "GPU requires reset";
+    case E_NO_DATA: return "No data";
     case E_ARGUMENT_VERSION_MISMATCH: return "Argument version mismatch";
     default: return "Unknown Error";
     }
@@ -802,7 +892,8 @@ static int register_events(fake_handle *h, unsigned long long types, fake_event_
 
 int nvmlDeviceRegisterEvents(fake_handle *h, unsigned long long types, fake_event_set *set) {
     pthread_mutex_lock(&lock);
-    int rc = register_events(h, types, set);
+    int rc = injected(__func__);
+    if (rc == OK) rc = register_events(h, types, set);
     pthread_cond_broadcast(&events_queued);
     pthread_mutex_unlock(&lock);
     return rc;
@@ -834,7 +925,11 @@ int nvmlEventSetWait_v2(fake_event_set *set, nvml_event_data *data, unsigned tim
         deadline.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&lock);
-    int rc;
+    int rc = injected(__func__);
+    if (rc != OK) {
+        pthread_mutex_unlock(&lock);
+        return rc;
+    }
     while ((rc = take_event(set, data)) == E_TIMEOUT) {
         if (pthread_cond_timedwait(&events_queued, &lock, &deadline) != 0) {
             rc = take_event(set, data);
