@@ -126,10 +126,19 @@ def main() -> int:
                 broken.append({"kind": f"http {request.kind}", "error": str(error)})
             http_counts[request.kind][status] += 1
             if status >= 500:
-                broken.append({"kind": f"http {request.kind}", "path": request.path[:200]})
+                broken.append(
+                    {
+                        "kind": f"http {request.kind}",
+                        "method": request.method,
+                        "path": request.path[:200],
+                        "body": request.body[:2000].decode(errors="replace"),
+                    }
+                )
         seconds = time.monotonic() - started
         alive = server.process is not None and server.process.poll() is None
         after = rss_mb(server.pid)
+        if broken:
+            print(*broken[:10], "\nthe server's log:\n" + server.tail(80), sep="\n")
     print(
         f"\n{args.requests} requests, {args.streams} agent streams and {args.http_requests} "
         f"HTTP requests in {seconds:.0f} s\n"

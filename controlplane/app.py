@@ -252,7 +252,7 @@ class ControlPlane:
             self._tasks.append(asyncio.create_task(self._elect()))
         if settings.metrics_listen:
             self._metrics_runner, self.metrics_port = await _serve_http(
-                _metrics_app(self), settings.metrics_listen
+                _metrics_app(self), settings.metrics_listen, settings.grace_seconds
             )
         if settings.http_listen:
             services = [
@@ -264,6 +264,7 @@ class ControlPlane:
             self._runner, self.http_port = await _serve_http(
                 gateway.app(),
                 settings.http_listen,
+                settings.grace_seconds,
                 tls.server_ssl_context(settings.tls_cert, settings.tls_key)
                 if settings.tls_cert is not None and settings.tls_key is not None
                 else None,
@@ -481,9 +482,14 @@ def _metrics_app(plane: ControlPlane) -> web.Application:
 
 
 async def _serve_http(
-    app: web.Application, listen: str, ssl_context: ssl.SSLContext | None = None
+    app: web.Application,
+    listen: str,
+    grace_seconds: float,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
+    """Serves `app`; on cleanup, requests still running (a watch's stream) get
+    `grace_seconds` to finish."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_seconds)
     await runner.setup()
     host, port = listen.rsplit(":", 1)
     site = web.TCPSite(runner, host.strip("[]"), int(port), ssl_context=ssl_context)

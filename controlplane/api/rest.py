@@ -154,6 +154,10 @@ def build_request(
             raise BadJson([FieldViolation("body", f"not JSON: {error}")]) from error
         except RecursionError:
             raise BadJson([FieldViolation("body", TOO_DEEP)]) from None
+        try:  # JSON's \ud800 escapes decode to text that is not Unicode
+            json.dumps(payload, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise BadJson([FieldViolation("body", "holds an unpaired surrogate")]) from None
         if route.body == "*":
             if not isinstance(payload, dict):
                 raise BadJson([FieldViolation("body", "must be a JSON object")])
@@ -271,7 +275,20 @@ class Gateway:
             )
         route, captured = matched
         try:
-            message = build_request(route, captured, request.query.items(), await request.read())
+            # Refused before it is read when it says how long it is, and caught when it
+            # does not (an escaping error would keep the buffered body alive a while).
+            if (request.content_length or 0) > MAX_BODY_BYTES:
+                raise web.HTTPRequestEntityTooLarge(
+                    max_size=MAX_BODY_BYTES, actual_size=request.content_length or 0
+                )
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            too_large = f"the body is larger than {MAX_BODY_BYTES // 2**20} MiB"
+            return web.json_response(
+                error_body(code_pb2.INVALID_ARGUMENT, too_large, []), status=413
+            )
+        try:
+            message = build_request(route, captured, request.query.items(), body)
         except BadJson as bad:
             detail = error_details_pb2.BadRequest()
             for violation in bad.violations:

@@ -125,3 +125,25 @@ async def test_watch_streams_newline_delimited_json(control_plane: Running) -> N
                 break
     assert states[-1] == "STATE_RUNNING"
     assert len(states) == len(set(states))
+
+
+async def raw(cp: Running, body: bytes) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {cp.admin_token}", "Content-Type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(cp.rest_url + "/api/v1/intents", data=body, headers=headers) as response,
+    ):
+        return response.status, json.loads(await response.text() or "{}")
+
+
+async def test_bodies_the_fuzzing_found_are_refused_with_a_reason(control_plane: Running) -> None:
+    depth = 50_000
+    for body, status, message in (
+        (b'{"intent": "\\ud800"}', 400, "holds an unpaired surrogate"),
+        (b'{"intent": {"objective": "\\udfff"}}', 400, "holds an unpaired surrogate"),
+        (b'{"intent":' * depth + b"{}" + b"}" * depth, 400, "nests too deeply"),
+        (b"[" * depth + b"]" * depth, 400, "nests too deeply"),
+        (b'{"x": "' + b"y" * (4 * 2**20) + b'"}', 413, "the body is larger than 4 MiB"),
+    ):
+        answered, document = await raw(control_plane, body)
+        assert (answered, message in json.dumps(document)) == (status, True), document

@@ -11,6 +11,7 @@ import base64
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,6 @@ from tests.harness.waiting import wait_until
 from tests.intents import gpu_job
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
-INTENTS = 12
-GPUS = 2  # 12 x 2 GPUs ask for more than the federation's 20: some must queue
-CLIENTS = 4
-KILL_AFTER = 4  # acknowledged intents before the leader dies
 LEASE_SECONDS = 6
 TAKEOVER_TARGET = 10.0
 NAMESPACE = "flare-system"  # the one deploy/'s RBAC names
@@ -160,8 +157,27 @@ def reservations_of(world: World, names: set[str]) -> Counter[str]:
     )
 
 
+@dataclass(frozen=True)
+class Load:
+    intents: int
+    gpus: int  # each; more than the federation's 20 GPUs in all, so some must queue
+    clients: int
+    kill_after: int  # acknowledged intents before the leader dies
+    pause: float  # between a client's creates
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        Load(intents=12, gpus=2, clients=4, kill_after=4, pause=0.3),
+        # Hundreds in flight: 100 acknowledged when the leader dies, reservations,
+        # allocations and deploys under way, the rest still coming.
+        Load(intents=200, gpus=1, clients=8, kill_after=100, pause=0.0),
+    ],
+    ids=["12-intents", "200-intents"],
+)
 async def test_the_leader_killed_while_intents_are_created(
-    replicas: Replicas, fluidos_world: World
+    replicas: Replicas, fluidos_world: World, load: Load
 ) -> None:
     leader = replicas.start("replica-a")
     wait_until(lambda: replicas.holder() == "replica-a", timeout=30, what="replica-a leads")
@@ -184,7 +200,7 @@ async def test_the_leader_killed_while_intents_are_created(
             try:
                 reply = await stub.CreateIntent(
                     intent_service_pb2.CreateIntentRequest(
-                        intent=gpu_job("train", count=GPUS), request_id=request_id
+                        intent=gpu_job("train", count=load.gpus), request_id=request_id
                     ),
                     metadata=md,
                     timeout=5,
@@ -198,12 +214,12 @@ async def test_the_leader_killed_while_intents_are_created(
             return
 
     async def client(number: int) -> None:
-        for index in range(number, INTENTS, CLIENTS):
+        for index in range(number, load.intents, load.clients):
             await create(f"r-{index}", number)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(load.pause)
 
     async def kill_the_leader() -> None:
-        while len(acknowledged) < KILL_AFTER:
+        while len(acknowledged) < load.kill_after:
             await asyncio.sleep(0.02)
         leader.kill()
         died = time.monotonic()
@@ -213,39 +229,37 @@ async def test_the_leader_killed_while_intents_are_created(
         takeover.append(time.monotonic() - died)
 
     try:
-        await asyncio.gather(kill_the_leader(), *(client(n) for n in range(CLIENTS)))
+        await asyncio.gather(kill_the_leader(), *(client(n) for n in range(load.clients)))
         stub = stubs[1]
 
         async def settled() -> list[intent_pb2.Intent]:
             while True:
-                intents = [
-                    (
-                        await stub.GetIntent(
-                            intent_service_pb2.GetIntentRequest(name=name), metadata=md
-                        )
-                    ).intent
-                    for name in acknowledged.values()
-                ]
-                if all(i.state in (lifecycle.RUNNING, lifecycle.QUEUED) for i in intents):
+                listed = await stub.ListIntents(
+                    intent_service_pb2.ListIntentsRequest(page_size=1000), metadata=md
+                )
+                intents = [i for i in listed.intents if i.name in set(acknowledged.values())]
+                if len(intents) == len(acknowledged) and all(
+                    i.state in (lifecycle.RUNNING, lifecycle.QUEUED) for i in intents
+                ):
                     return intents
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.5)
 
-        intents = await asyncio.wait_for(settled(), 180)
+        intents = await asyncio.wait_for(settled(), 300)
         objects = flare_intents(fluidos_world, replicas.namespace)
         running = [i for i in intents if i.state == lifecycle.RUNNING]
         per_provider = Counter[str]()
         for intent in running:
-            per_provider[intent.placement.provider] += GPUS
+            per_provider[intent.placement.provider] += load.gpus
         capacity = sum(o.gpus for o in OFFERINGS.values())
 
         # Every acknowledged intent is there, once.
-        assert len(acknowledged) == INTENTS
+        assert len(acknowledged) == load.intents
         by_request = Counter(o["status"].get("requestId") for o in objects)
         assert all(by_request[r] == 1 for r in acknowledged), by_request
-        assert len(objects) == INTENTS
+        assert len(objects) == load.intents
         # Nothing placed twice, no provider sold beyond its GPUs, and the federation full.
         assert all(per_provider[p] <= o.gpus for p, o in OFFERINGS.items()), per_provider
-        assert len(running) == capacity // GPUS
+        assert len(running) == capacity // load.gpus
         assert reservations_of(fluidos_world, {i.name for i in running}) == Counter(
             {i.name: 1 for i in running}
         )
@@ -255,7 +269,7 @@ async def test_the_leader_killed_while_intents_are_created(
         )
         # The follower took over within the target.
         assert killed.is_set() and takeover[0] <= TAKEOVER_TARGET, takeover
-        print(f"takeover after kill -9: {takeover[0]:.2f} s")
+        print(f"{load.intents} intents, takeover after kill -9: {takeover[0]:.2f} s")
 
         for intent in running:
             await stub.CancelIntent(
@@ -271,7 +285,7 @@ async def test_the_leader_killed_while_intents_are_created(
                 ).intent.state != lifecycle.CANCELLED:
                     await asyncio.sleep(0.3)
 
-        await asyncio.wait_for(cancelled(), 120)
+        await asyncio.wait_for(cancelled(), 300)
     finally:
         for channel in channels:
             await channel.close()
