@@ -327,9 +327,14 @@ class ControlPlane:
 
     async def _lead(self) -> None:
         """What the one replica that drives allocation does: hold the GPUs that live
-        intents hold, make sure there is an admin token, start the engine."""
+        intents hold, make sure there is an admin token, start the engine.
+
+        Only holds the federation confirmed are restored. An intent still RESERVING
+        may never have had its hold (its reserve not yet run, or refused, before the
+        last leader stopped): its next step reserves again and checks the capacity,
+        as restoring its hold unchecked could sell the same GPUs twice."""
         assert self.engine is not None
-        holding = [i for i in await self.store.live() if i.state in lifecycle.HOLDING]
+        holding = [i for i in await self.store.live() if i.state in lifecycle.RESERVED]
         if self.local is not None:
             self.local.restore(holding)
         if self.fluidos is not None:
@@ -338,8 +343,10 @@ class ControlPlane:
             await ensure_admin_secret(self.store, self.kube, self.settings.namespace, now=utc_now())
         elif await auth.ensure_admin_token(self.store, self.admin_token_path, now=utc_now()):
             log.info("admin token written", extra={"path": str(self.admin_token_path)})
-        self.webhooks = Webhooks(self.store, self.settings.webhooks, self._webhook_secret())
-        self.webhooks.start()
+        self.webhooks = Webhooks(
+            self.store, self.store, self.settings.webhooks, self._webhook_secret()
+        )
+        await self.webhooks.start()
         await self.engine.start()
 
     def _webhook_secret(self) -> bytes:

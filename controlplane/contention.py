@@ -198,6 +198,9 @@ def allot(
     won: dict[str, PlanResult] = {}
     waiting: list[Contender] = []
     while heap:
+        if not free.any():  # nothing left to give: the rest wait, unplanned
+            waiting.extend(c for _, _, c in heap)
+            break
         stood, order, c = heapq.heappop(heap)
         now_stands = key(c, share(tenant_of(c.name)))
         if now_stands > stood:  # its tenant was given GPUs since: take its new place

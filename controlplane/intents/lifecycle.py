@@ -46,6 +46,8 @@ TRANSITIONS: dict[int, frozenset[int]] = {
 TERMINAL = frozenset(state for state, targets in TRANSITIONS.items() if not targets)
 # States in which the intent holds capacity of a provider.
 HOLDING = frozenset({RESERVING, DEPLOYING, RUNNING, CANCELLING})
+# States after the federation confirmed the hold (RESERVING may not have it yet).
+RESERVED = frozenset({DEPLOYING, RUNNING, CANCELLING})
 # Most transitions kept in an intent's history; older ones are dropped (the
 # first, creation, is always kept).
 HISTORY_LIMIT = 200

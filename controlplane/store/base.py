@@ -119,6 +119,14 @@ class IntentStore(Protocol):
     def revision(self) -> int: ...
 
 
+class StateStore(Protocol):
+    """Small named blobs of the control plane's own state (the webhooks' cursor)."""
+
+    async def load_state(self, name: str) -> bytes | None: ...
+
+    async def save_state(self, name: str, data: bytes) -> None: ...
+
+
 class TokenStore(Protocol):
     async def add_token(self, record: TokenRecord) -> None: ...
 

@@ -17,6 +17,7 @@ share one state kept in etcd.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import logging
@@ -76,6 +77,11 @@ def _parse_cursor(cursor: int | str) -> tuple[int, int, str]:
         ) from error
 
 
+def state_object(name: str) -> str:
+    """The ConfigMap that keeps the control plane's state `name`."""
+    return f"flare-state-{name}"
+
+
 class KubernetesStore:
     """IntentStore and TokenStore on FlareIntent and FlareToken objects of one namespace."""
 
@@ -85,6 +91,7 @@ class KubernetesStore:
         from kubernetes import client
 
         self._custom: Any = client.CustomObjectsApi(api_client)
+        self._core: Any = client.CoreV1Api(api_client)
         self._namespace = namespace
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="flare-kube")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -414,6 +421,45 @@ class KubernetesStore:
 
     def subscribe(self) -> QueueSubscription:
         return QueueSubscription(self._subscribers)
+
+    # -- state: a ConfigMap per name ---------------------------------------------------
+
+    async def load_state(self, name: str) -> bytes | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            found: Any = await self._call(
+                self._core.read_namespaced_config_map, state_object(name), self._namespace
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        data = (found.binary_data or {}).get("state")
+        return base64.b64decode(data) if data else None
+
+    async def save_state(self, name: str, data: bytes) -> None:
+        """Written by the leader alone, so the last write wins."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(
+                name=state_object(name), labels={"app.kubernetes.io/part-of": "flare"}
+            ),
+            binary_data={"state": base64.b64encode(data).decode()},
+        )
+        try:
+            await self._call(
+                self._core.replace_namespaced_config_map,
+                state_object(name),
+                self._namespace,
+                body,
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            await self._call(self._core.create_namespaced_config_map, self._namespace, body)
 
     # -- tokens ----------------------------------------------------------------------
 

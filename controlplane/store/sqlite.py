@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     body        BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tokens_by_tenant ON tokens (tenant, name);
+CREATE TABLE IF NOT EXISTS state (
+    name TEXT PRIMARY KEY,
+    body BLOB NOT NULL
+);
 """
 BATCH_LIMIT = 512
 
@@ -443,6 +447,26 @@ class SqliteStore:
 
         result: TokenRecord | None = await self._submit(job)
         return result
+
+    # -- state ------------------------------------------------------------------
+
+    async def load_state(self, name: str) -> bytes | None:
+        def job(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT body FROM state WHERE name = ?", (name,)).fetchone()
+            return bytes(row[0]) if row else None
+
+        result: bytes | None = await self._submit(job)
+        return result
+
+    async def save_state(self, name: str, data: bytes) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO state (name, body) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET body = excluded.body",
+                (name, data),
+            )
+
+        await self._submit(job)
 
 
 def _intent(body: bytes) -> intent_pb2.Intent:

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from controlplane.webhooks import SIGNATURE_HEADER, parse_webhooks, verify
-from flare.v1 import intent_service_pb2
+from flare.v1 import intent_pb2, intent_service_pb2
 from tests.controlplane_fixtures import Running, plane_settings, serving
 from tests.intents import gpu_job
 from tests.telemetry_support import eventually
@@ -122,3 +122,45 @@ def test_webhook_settings_parse() -> None:
     }
     with pytest.raises(ValueError, match="is not an http"):
         parse_webhooks("acme=h.example")
+
+
+async def test_notices_owed_at_a_stop_are_delivered_after_the_restart(
+    tmp_path: Path, federation_file: Path, receiver: Receiver
+) -> None:
+    receiver.refuse = 10**9  # down for the whole first run
+    settings = plane_settings(
+        tmp_path / "data",
+        federation_file=federation_file,
+        webhooks={"default": f"{receiver.url}/tenant"},
+        webhook_secret=SECRET,
+    )
+    intent = gpu_job("owed", count=1)
+    intent.notification_url = f"{receiver.url}/intent"
+    async with serving(settings) as first:
+        reply = await first.intents.CreateIntent(
+            intent_service_pb2.CreateIntentRequest(intent=intent), metadata=first.metadata()
+        )
+
+        async def running() -> bool:
+            got = await first.intents.GetIntent(
+                intent_service_pb2.GetIntentRequest(name=reply.intent.name),
+                metadata=first.metadata(),
+            )
+            return got.intent.state == intent_pb2.STATE_RUNNING
+
+        await eventually(running, timeout=20)
+    assert receiver.seen == {}
+
+    receiver.refuse = 0  # back up; the control plane restarts
+    expected = ["PENDING", "PLANNING", "RESERVING", "DEPLOYING", "RUNNING"]
+    async with serving(settings):
+
+        def arrived() -> bool:
+            return all(
+                len(receiver.seen.get(p, [])) >= len(expected) for p in ("/intent", "/tenant")
+            )
+
+        await eventually(arrived, timeout=20)
+    for path in ("/intent", "/tenant"):
+        assert [d["state"] for d, _ in receiver.seen[path]] == expected, path
+        assert all(signed for _, signed in receiver.seen[path])

@@ -265,3 +265,12 @@ async def test_ended_since_gives_the_intents_that_ended_from_then(replica: Repli
     await until(lambda: len(store._cache) >= 3)
     ended = await store.ended_since(NOW.replace(hour=12))
     assert [i.name for i in ended] == ["tenants/acme/intents/late"]
+
+
+async def test_state_is_kept_in_a_configmap_and_replaced(replica: Replica) -> None:
+    store = await replica()
+    assert await store.load_state("webhooks") is None
+    await store.save_state("webhooks", b'{"watermark": 1}')
+    await store.save_state("webhooks", b'{"watermark": 2}')
+    again = await replica()  # another replica, the next leader, reads it
+    assert await again.load_state("webhooks") == b'{"watermark": 2}'

@@ -152,6 +152,9 @@ CONTROLPLANE_NEEDS: tuple[Grant, ...] = (
     # The bootstrap admin token (replaced when it holds a token the store does not know).
     Grant("flare-system", "", "secrets", ("create",)),
     Grant("flare-system", "", "secrets", ("get", "update"), "flare-admin-token"),
+    # The webhooks' cursor (what is owed to whom), kept by the leader.
+    Grant("flare-system", "", "configmaps", ("create",)),
+    Grant("flare-system", "", "configmaps", ("get", "update"), "flare-state-webhooks"),
     # ServiceAccount-token authentication of API callers.
     Grant(CLUSTER, "authentication.k8s.io", "tokenreviews", ("create",)),
     Grant(CLUSTER, "capsule.clastix.io", "tenants", ("get", "list", "watch", "create")),

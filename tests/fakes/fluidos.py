@@ -7,7 +7,7 @@ the reference describes the real controllers doing it
   Flavors become PeeringCandidates `peeringcandidate-<flavor>` in the
   consumer's `fluidos` namespace (and the Solver's find phase is Solved);
 - contract-manager: a Reservation that asks to reserve and purchase gets a
-  Transaction in the provider cluster and a Contract `contract-<reservation>`
+  Transaction in the provider cluster and a Contract `contract-<reservation>-<random>`
   in the consumer, then phase Solved with the contract referenced — or phase
   Failed, for a provider the test marks as refusing;
 - rear-manager (Allocation side) and Liqo: an Allocation of a Contract gets the
@@ -26,6 +26,7 @@ are the double's own, which the latency figures leave out.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -198,7 +199,9 @@ class FakeFluidos:
                         },
                     },
                 )
-            contract = f"contract-{name}"
+            # Unique, as FLUIDOS's own contract names are: a Reservation made again under
+            # an old name never finds the old Contract.
+            contract = f"contract-{name}-{secrets.token_hex(3)}"
             with contextlib.suppress(Exception):
                 self._contracts.create(
                     NAMESPACE,
@@ -241,11 +244,17 @@ class FakeFluidos:
 
     def _allocate(self) -> None:
         from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
 
         core = client.CoreV1Api(self.consumer)
         gpus: dict[str, dict[str, int]] = {}
         for allocation in self._allocations.list(NAMESPACE)["items"]:
-            contract = self._contracts.get(NAMESPACE, allocation["spec"]["contract"]["name"])
+            try:
+                contract = self._contracts.get(NAMESPACE, allocation["spec"]["contract"]["name"])
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                continue  # released meanwhile: its Allocation is on its way out too
             provider = contract["spec"]["peeringTargetCredentials"]["liqoID"]
             status = (allocation.get("status") or {}).get("status")
             if status == "Active" and provider in self.lost:

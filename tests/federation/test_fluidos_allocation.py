@@ -7,6 +7,7 @@ queued; a refused reservation planned again elsewhere; cancel leaving nothing.""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from controlplane.federation.fluidos import workload
 from flare.v1 import intent_pb2, intent_service_pb2
 from tests.controlplane_fixtures import Running
 from tests.federation.world import World
+from tests.harness.waiting import wait_until
 from tests.intents import SEED_INFERENCE, SEED_TRAINING, gpu_job, intent_from
 
 pytestmark = pytest.mark.k8s
@@ -169,6 +171,70 @@ async def test_a_failed_peering_releases_everything_and_plans_again(
     assert running.placement.provider == "provider-3"
     failed = next(c for c in running.history if c.reason == "DeployFailed")
     assert "peering with provider-2 failed" in failed.message
+    await cancel(fluidos_plane, name)
+    assert leftovers(fluidos_world, name) == []
+
+
+async def test_a_stale_reservation_under_the_intents_name_is_replaced(
+    fluidos_world: World, fluidos_plane: Running
+) -> None:
+    """A Reservation for another candidate left under the name the intent's objects
+    take (an earlier intent of the same request, a restore): FLARE deletes it and
+    its Contract and reserves its own choice."""
+    from kubernetes import client
+
+    from controlplane.api.intents import generated_id
+
+    name = f"tenants/default/intents/{generated_id('stale', 'default', 'stale-1')}"
+    resource = workload.resource_name(name)
+    custom: Any = client.CustomObjectsApi(fluidos_world.consumer)
+    candidates = custom.list_namespaced_custom_object(
+        "advertisement.fluidos.eu", "v1alpha1", "fluidos", "peeringcandidates"
+    )["items"]
+    elsewhere = next(c for c in candidates if "provider-3" in json.dumps(c["spec"]["flavor"]))
+    custom.create_namespaced_custom_object(
+        "reservation.fluidos.eu",
+        "v1alpha1",
+        "fluidos",
+        "reservations",
+        {
+            "apiVersion": "reservation.fluidos.eu/v1alpha1",
+            "kind": "Reservation",
+            "metadata": {"name": resource},
+            "spec": {
+                "solverID": resource,
+                "buyer": {"nodeID": "someone-else", "domain": "old.example", "ip": ""},
+                "seller": elsewhere["spec"]["flavor"]["spec"]["owner"],
+                "peeringCandidate": {"name": elsewhere["metadata"]["name"], "namespace": "fluidos"},
+                "reserve": True,
+                "purchase": True,
+            },
+        },
+    )
+
+    def stale_contract() -> str:
+        reservation = custom.get_namespaced_custom_object(
+            "reservation.fluidos.eu", "v1alpha1", "fluidos", "reservations", resource
+        )
+        return str(((reservation.get("status") or {}).get("contract") or {}).get("name", ""))
+
+    old_contract = wait_until(stale_contract, timeout=30, what="the stale reservation solved")
+
+    reply = await fluidos_plane.intents.CreateIntent(
+        intent_service_pb2.CreateIntentRequest(
+            intent=gpu_job("stale", model="nvidia-a100", count=1), request_id="stale-1"
+        ),
+        metadata=fluidos_plane.metadata(),
+    )
+    assert reply.intent.name == name
+    running = await until_state(fluidos_plane, name, intent_pb2.STATE_RUNNING)
+
+    assert running.placement.provider == "provider-2"  # its own choice, the cheapest
+    assert [p.spec.node_name for p in pods(fluidos_world, name)] == ["liqo-provider-2"]
+    contracts = custom.list_namespaced_custom_object(
+        "reservation.fluidos.eu", "v1alpha1", "fluidos", "contracts"
+    )["items"]
+    assert old_contract not in {c["metadata"]["name"] for c in contracts}
     await cancel(fluidos_plane, name)
     assert leftovers(fluidos_world, name) == []
 

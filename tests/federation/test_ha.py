@@ -127,13 +127,25 @@ class Replicas:
 @pytest.fixture
 def replicas(fluidos_world: World, tmp_path: Path) -> Iterator[Replicas]:
     from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
     running = Replicas(fluidos_world, tmp_path)
     try:
         yield running
     finally:
         running.stop()
-        client.CoreV1Api(fluidos_world.consumer).delete_namespace(NAMESPACE)
+        core = client.CoreV1Api(fluidos_world.consumer)
+        core.delete_namespace(NAMESPACE)
+
+        def gone() -> bool:
+            try:
+                core.read_namespace(NAMESPACE)
+            except ApiException as error:
+                return bool(error.status == 404)
+            return False
+
+        # The next test installs the same namespace.
+        wait_until(gone, timeout=60, what=f"namespace {NAMESPACE} deleted")
 
 
 def flare_intents(world: World, namespace: str) -> list[dict[str, Any]]:
@@ -215,7 +227,7 @@ async def test_the_leader_killed_while_intents_are_created(
 
     async def client(number: int) -> None:
         for index in range(number, load.intents, load.clients):
-            await create(f"r-{index}", number)
+            await create(f"{load.intents}-r-{index}", number)
             await asyncio.sleep(load.pause)
 
     async def kill_the_leader() -> None:
@@ -244,7 +256,22 @@ async def test_the_leader_killed_while_intents_are_created(
                     return intents
                 await asyncio.sleep(0.5)
 
-        intents = await asyncio.wait_for(settled(), 300)
+        try:
+            intents = await asyncio.wait_for(settled(), 300)
+        except TimeoutError:
+            listed = await stub.ListIntents(
+                intent_service_pb2.ListIntentsRequest(page_size=1000), metadata=md
+            )
+            stuck = [
+                (
+                    i.name,
+                    lifecycle.name(i.state),
+                    [(t.reason, t.message[:100]) for t in i.history[-4:]],
+                )
+                for i in listed.intents
+                if i.state not in (lifecycle.RUNNING, lifecycle.QUEUED)
+            ]
+            raise AssertionError(f"{len(stuck)} intents never settled: {stuck[:5]}") from None
         objects = flare_intents(fluidos_world, replicas.namespace)
         running = [i for i in intents if i.state == lifecycle.RUNNING]
         per_provider = Counter[str]()

@@ -141,7 +141,7 @@ async def test_a_restart_resumes_live_intents_and_rebuilds_capacity(tmp_path: Pa
     second.open()
     try:
         restored = LocalFederation(offers_from_document(ONE_NODE))
-        restored.restore(i for i in await second.live() if i.state in lifecycle.HOLDING)
+        restored.restore(i for i in await second.live() if i.state in lifecycle.RESERVED)
         engine = IntentEngine(second, restored)
         await engine.start()
         (later,) = await settle(second, [pending.name], lambda s: s == lifecycle.QUEUED)
@@ -149,6 +149,31 @@ async def test_a_restart_resumes_live_intents_and_rebuilds_capacity(tmp_path: Pa
         await engine.stop()
     finally:
         second.close()
+
+
+async def test_intents_stopped_before_their_reserve_do_not_oversell_after_a_restart(
+    store: SqliteStore,
+) -> None:
+    """Three 2-GPU intents placed on one 4-GPU node, all RESERVING when the engine
+    stops, none holding yet (each planned before the others held: the reserve is what
+    decides). After the restart only confirmed holds are restored, so the reserves run
+    again, checked: two run, the third waits."""
+    gated = GatedFederation()
+    engine = IntentEngine(store, gated, workers=4)
+    await engine.start()
+    names = [await submit(store, engine, f"racer-{i}", 2) for i in range(3)]
+    await settle(store, names, lambda s: s == lifecycle.RESERVING)
+    await engine.stop()
+
+    federation = LocalFederation(offers_from_document(ONE_NODE))
+    federation.restore(i for i in await store.live() if i.state in lifecycle.RESERVED)
+    engine = IntentEngine(store, federation, workers=4)
+    await engine.start()
+    try:
+        final = await settle(store, names, lambda s: s in (lifecycle.RUNNING, lifecycle.QUEUED))
+    finally:
+        await engine.stop()
+    assert sorted(lifecycle.name(i.state) for i in final) == ["QUEUED", "RUNNING", "RUNNING"]
 
 
 async def test_a_gang_reserves_and_releases_every_node(store: SqliteStore) -> None:

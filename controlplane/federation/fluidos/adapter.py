@@ -57,6 +57,8 @@ KINDS = {
     "contracts": "reservation.fluidos.eu",
 }
 FAILED_PHASES = frozenset({"Failed", "Timed Out"})
+# How long a stale object left under an intent's name may take to go.
+STALE_OBJECT_SECONDS = 30.0
 # The standing Solver that keeps the PeeringCandidates current (find only, no filters).
 DISCOVERY_SOLVER = "flare-discovery"
 
@@ -295,29 +297,35 @@ class FluidosFederation(CapacityListeners):
         )
         offer = offer_of(candidate)
         flavor = candidate["spec"]["flavor"]
-        await self._create(
-            "reservations",
-            {
-                "apiVersion": f"{KINDS['reservations']}/{V1ALPHA1}",
-                "kind": "Reservation",
-                "metadata": {"name": name, "namespace": self._namespace},
-                "spec": {
-                    "solverID": name,
-                    "buyer": self._identity.as_json(),
-                    "seller": flavor["spec"]["owner"],
-                    "peeringCandidate": {"name": candidate_name, "namespace": self._namespace},
-                    "reserve": True,
-                    "purchase": True,
-                    "configuration": selector.k8slice_configuration(
-                        cpu=resources.cpu,
-                        memory=resources.memory,
-                        gpu_model=intent.placement.gpu_model,
-                        gpu_count=gpus,
-                        gpu_memory_gib=offer.gpu_memory_gib if offer else 0.0,
-                    ),
-                },
+
+        def for_this_candidate(reservation: dict[str, Any]) -> bool:
+            return bool(reservation["spec"]["peeringCandidate"]["name"] == candidate_name)
+
+        body = {
+            "apiVersion": f"{KINDS['reservations']}/{V1ALPHA1}",
+            "kind": "Reservation",
+            "metadata": {"name": name, "namespace": self._namespace},
+            "spec": {
+                "solverID": name,
+                "buyer": self._identity.as_json(),
+                "seller": flavor["spec"]["owner"],
+                "peeringCandidate": {"name": candidate_name, "namespace": self._namespace},
+                "reserve": True,
+                "purchase": True,
+                "configuration": selector.k8slice_configuration(
+                    cpu=resources.cpu,
+                    memory=resources.memory,
+                    gpu_model=intent.placement.gpu_model,
+                    gpu_count=gpus,
+                    gpu_memory_gib=offer.gpu_memory_gib if offer else 0.0,
+                ),
             },
-        )
+        }
+        try:
+            await self._create("reservations", body, made_for=for_this_candidate)
+        except AllocationFailed as error:
+            await self.release(intent)
+            raise CapacityGone(str(error)) from error
         try:
             reservation = await self._wait(
                 intent.name,
@@ -442,6 +450,11 @@ class FluidosFederation(CapacityListeners):
         if contract is None:
             raise AllocationFailed(f"the contract of {name} is gone")
         liqo_id = contract["spec"]["peeringTargetCredentials"]["liqoID"]
+        contract_name = contract["metadata"]["name"]
+
+        def for_this_contract(allocation: dict[str, Any]) -> bool:
+            return bool(allocation["spec"]["contract"]["name"] == contract_name)
+
         await self._create(
             "allocations",
             {
@@ -456,6 +469,7 @@ class FluidosFederation(CapacityListeners):
                     "forwarding": False,
                 },
             },
+            made_for=for_this_contract,
         )
         try:
             allocation = await self._wait(
@@ -627,22 +641,52 @@ class FluidosFederation(CapacityListeners):
             raise
         return found
 
-    async def _create(self, plural: str, body: dict[str, Any]) -> None:
-        """Creates `body` unless an object of its name exists (a retried step)."""
+    async def _create(
+        self,
+        plural: str,
+        body: dict[str, Any],
+        *,
+        made_for: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
+        """Creates `body` unless an object of its name exists (a retried step). With
+        `made_for`, an existing object it does not accept is stale — left under this
+        name by another placement — and is deleted (with the Contract a stale
+        Reservation bought) and made again."""
         from kubernetes.client.exceptions import ApiException
 
-        try:
-            await asyncio.to_thread(
-                self._custom.create_namespaced_custom_object,
-                KINDS[plural],
-                V1ALPHA1,
-                self._namespace,
-                plural,
-                body,
-            )
-        except ApiException as error:
-            if error.status != 409:
-                raise
+        name = body["metadata"]["name"]
+        deadline = time.monotonic() + STALE_OBJECT_SECONDS
+        while True:
+            try:
+                await asyncio.to_thread(
+                    self._custom.create_namespaced_custom_object,
+                    KINDS[plural],
+                    V1ALPHA1,
+                    self._namespace,
+                    plural,
+                    body,
+                )
+                return
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+            if made_for is None:
+                return
+            existing = await self._get(plural, name)
+            if existing is None:
+                continue  # gone meanwhile: make it
+            going = bool(existing["metadata"].get("deletionTimestamp"))
+            if made_for(existing) and not going:
+                return
+            if time.monotonic() > deadline:
+                raise AllocationFailed(f"the stale {plural} object {name} would not go away")
+            if not going:
+                log.warning("replacing a stale object", extra={"kind": plural, "object": name})
+                contract = ((existing.get("status") or {}).get("contract") or {}).get("name")
+                if plural == "reservations" and contract:
+                    await self._delete("contracts", contract)
+                await self._delete(plural, name)
+            await asyncio.sleep(0.2)
 
     async def _delete(self, plural: str, name: str) -> None:
         from kubernetes.client.exceptions import ApiException
