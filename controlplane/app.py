@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from controlplane import auth
 from controlplane.api.rest import Gateway
@@ -486,6 +487,20 @@ def _metrics_app(plane: ControlPlane) -> web.Application:
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     return app
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (a header over 8 KiB, broken HTTP) as an
+    ERROR with a traceback, though it is the client's fault and answered 400; a client
+    could fill the log with them. Such records are dropped; errors of the handlers
+    themselves still reach the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, BadHttpMessage)
+
+
+logging.getLogger("aiohttp.server").addFilter(_MalformedRequests())
 
 
 async def _serve_http(

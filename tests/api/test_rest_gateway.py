@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.controlplane_fixtures import Running
 from tests.intents import SEED_INFERENCE, SEED_TRAINING
@@ -147,3 +149,17 @@ async def test_bodies_the_fuzzing_found_are_refused_with_a_reason(control_plane:
     ):
         answered, document = await raw(control_plane, body)
         assert (answered, message in json.dumps(document)) == (status, True), document
+
+
+async def test_a_request_aiohttp_cannot_parse_is_answered_400_and_not_logged_as_an_error(
+    control_plane: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = {"Authorization": "Bearer " + "x" * 10_000}
+    with caplog.at_level(logging.INFO, logger="aiohttp.server"):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(control_plane.rest_url + "/api/v1/intents", headers=headers) as response,
+        ):
+            assert response.status == 400
+        await asyncio.sleep(0.1)
+    assert [r for r in caplog.records if r.name == "aiohttp.server"] == []
