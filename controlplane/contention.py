@@ -156,7 +156,7 @@ def contender(intent: intent_pb2.Intent, needs: Requirements, table: OfferTable)
     return Contender(intent, needs, bid)
 
 
-def key(c: Contender, share: float) -> tuple[int, float, float, int, int, str]:
+def _key(c: Contender, share: float) -> tuple[int, float, float, int, int, str]:
     """Where `c` stands in the rule, its tenant's share being `share`: lower first."""
     created = c.intent.create_time
     return (-priority_of(c.intent), -c.bid, share, created.seconds, created.nanos, c.name)
@@ -191,7 +191,7 @@ def allot(
     def share(tenant: str) -> float:
         return used.get(tenant, 0.0) / weights.get(tenant, 1.0)
 
-    heap = [(key(c, share(tenant_of(c.name))), i, c) for i, c in enumerate(contenders)]
+    heap = [(_key(c, share(tenant_of(c.name))), i, c) for i, c in enumerate(contenders)]
     heapq.heapify(heap)
     free = table.gpus_free.copy()
     index = {offer.name: i for i, offer in enumerate(table.offers)}
@@ -202,7 +202,7 @@ def allot(
             waiting.extend(c for _, _, c in heap)
             break
         stood, order, c = heapq.heappop(heap)
-        now_stands = key(c, share(tenant_of(c.name)))
+        now_stands = _key(c, share(tenant_of(c.name)))
         if now_stands > stood:  # its tenant was given GPUs since: take its new place
             heapq.heappush(heap, (now_stands, order, c))
             continue

@@ -463,9 +463,7 @@ class IntentEngine:
                 if offer in index:
                     freeable[index[offer]] += node.gpu_count
                     on_offer.setdefault(offer, []).append((victim, node.gpu_count))
-        needs = requirements.from_intent(intent, now=self._clock())
-        if self._quotas.limits_spend(intent):
-            needs = self._quotas.capped(needs, intent, live)
+        needs = await self._needs(intent, live)
         widened = table.with_free(table.gpus_free + freeable)
         best = planner.plan(needs, widened, intent.objective, top_k=1, alternatives=False).best
         if best is None:

@@ -133,10 +133,8 @@ class DriverProbe(ABC, Generic[D]):
         """The library cannot be initialised or cannot enumerate (a driver unloaded or
         being upgraded): every known GPU reads UNHEALTHY with the reason, the inventory
         keeps the GPUs it had (with the problem), and the next inventory tries again."""
-        for device in self._devices:
-            self._missing[device.uuid] = problem
-        for uuid in self._missing:
-            self._missing[uuid] = problem
+        known = [*self._missing, *(device.uuid for device in self._devices)]
+        self._missing = dict.fromkeys(known, problem)
         self._devices = []
         self._stale = True
         last = self._inventory or Inventory(self.backend, "", "", ())

@@ -196,6 +196,11 @@ def build_request(
     return request
 
 
+def _too_large() -> web.Response:
+    message = f"the body is larger than {MAX_BODY_BYTES // 2**20} MiB"
+    return web.json_response(error_body(code_pb2.INVALID_ARGUMENT, message, []), status=413)
+
+
 def to_json(message: Message) -> dict[str, Any]:
     result: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
     return result
@@ -274,19 +279,14 @@ class Gateway:
                 error_body(code_pb2.NOT_FOUND, f"no API at {request.path}", []), status=404
             )
         route, captured = matched
+        # Refused before it is read when it says how long it is, and caught when it
+        # does not (an escaping error would keep the buffered body alive a while).
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return _too_large()
         try:
-            # Refused before it is read when it says how long it is, and caught when it
-            # does not (an escaping error would keep the buffered body alive a while).
-            if (request.content_length or 0) > MAX_BODY_BYTES:
-                raise web.HTTPRequestEntityTooLarge(
-                    max_size=MAX_BODY_BYTES, actual_size=request.content_length or 0
-                )
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            too_large = f"the body is larger than {MAX_BODY_BYTES // 2**20} MiB"
-            return web.json_response(
-                error_body(code_pb2.INVALID_ARGUMENT, too_large, []), status=413
-            )
+            return _too_large()
         try:
             message = build_request(route, captured, request.query.items(), body)
         except BadJson as bad:
