@@ -2,6 +2,11 @@
 second) the control plane sustains on this machine, with the load generator
 (benchmarks/telemetry_load.py, its own process) on the same cores.
 
+Three curves: agents streaming straight to the control plane (`flare`), the same
+agents through relays of --relay-size agents each (`relayed`: the RelayTelemetry
+stream of flare-relay, one per provider cluster, simulated by the generator as
+the relays would run on the providers' machines), and the naive baseline.
+
 A step with N agents runs for --seconds after every stream is open. It is
 sustained when every message sent was acknowledged (the journal made it
 durable), the control plane saw no gap, the generator kept its schedule
@@ -45,12 +50,15 @@ def server_figures(metrics_port: int) -> dict[str, float]:
     }
 
 
-def generate(address: str, token: str, agents: int, seconds: float, probes: int) -> dict[str, Any]:
+def generate(
+    address: str, token: str, agents: int, seconds: float, probes: int, *, relay_size: int
+) -> dict[str, Any]:
     done = subprocess.run(
         [
             sys.executable, "-m", "benchmarks.telemetry_load",
             "--target", address, "--token", token,
             "--agents", str(agents), "--seconds", str(seconds), "--probes", str(probes),
+            "--relay-size", str(relay_size),
         ],
         capture_output=True, text=True, check=False, timeout=seconds + 300,
     )  # fmt: skip
@@ -61,12 +69,19 @@ def generate(address: str, token: str, agents: int, seconds: float, probes: int)
 
 
 def measured(
-    pid: int, address: str, token: str, agents: int, seconds: float, *, probes: int
+    pid: int,
+    address: str,
+    token: str,
+    agents: int,
+    seconds: float,
+    *,
+    probes: int,
+    relay_size: int = 0,
 ) -> dict[str, Any]:
     """One load step against the server `pid`, with its CPU share and memory."""
     before = cpu_seconds(pid)
     started = time.monotonic()
-    load = generate(address, token, agents, seconds, probes)
+    load = generate(address, token, agents, seconds, probes, relay_size=relay_size)
     wall = time.monotonic() - started
     return {
         **load,
@@ -75,7 +90,7 @@ def measured(
     }
 
 
-def step_flare(agents: int, seconds: float) -> dict[str, Any]:
+def step_flare(agents: int, seconds: float, relay_size: int = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data_dir:
         metrics_port = free_port()
         server = ControlPlaneProcess(
@@ -86,7 +101,13 @@ def step_flare(agents: int, seconds: float) -> dict[str, Any]:
         server.start()
         try:
             row = measured(
-                server.pid, server.address, server.admin_token, agents, seconds, probes=10
+                server.pid,
+                server.address,
+                server.admin_token,
+                agents,
+                seconds,
+                probes=10,
+                relay_size=relay_size,
             )
             row.update(server_figures(metrics_port))
         finally:
@@ -149,6 +170,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--steps", default="250,500,1000,2000,3000,4000,6000,8000,10000")
     parser.add_argument("--naive-steps", default="250,500,1000,2000,3000,4000,6000")
+    parser.add_argument("--relayed-steps", default="2000,4000,6000,8000,10000,12000,16000,20000")
+    parser.add_argument("--relay-size", type=int, default=250, help="agents per relay")
     args = parser.parse_args()
     header = (
         f"{'server':<8}{'agents':>7}{'GPUs':>10}{'msgs/s':>10}{'unacked':>9}{'lag p99':>9}"
@@ -158,18 +181,27 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     flare = curve("flare", step_flare, [int(n) for n in args.steps.split(",")], args.seconds)
+    relayed = curve(
+        "relayed",
+        lambda agents, seconds: step_flare(agents, seconds, args.relay_size),
+        [int(n) for n in args.relayed_steps.split(",")],
+        args.seconds,
+    )
     naive = curve("naive", step_naive, [int(n) for n in args.naive_steps.split(",")], args.seconds)
     best = max((r["agents"] for r in flare if r["sustained"]), default=0)
+    best_relayed = max((r["agents"] for r in relayed if r["sustained"]), default=0)
     best_naive = max((r["agents"] for r in naive if r["sustained"]), default=0)
     print(f"\nlargest sustained: FLARE {best} agents ({best * GPUS} GPU samples/s), ", end="")
+    print(f"through relays of {args.relay_size} {best_relayed} ({best_relayed * GPUS}), ", end="")
     print(f"naive {best_naive} agents")
     write_results(
         "telemetry",
         {
             "settings": vars(args),
             "target": TARGET,
-            "largest_sustained": {"flare": best, "naive": best_naive},
+            "largest_sustained": {"flare": best, "relayed": best_relayed, "naive": best_naive},
             "flare": flare,
+            "relayed": relayed,
             "naive": naive,
         },
     )

@@ -1,8 +1,14 @@
 """The load generator of benchmarks/telemetry, in its own process: N simulated
-agents with 8 GPUs each, every one a StreamTelemetry stream sending one sample
-batch a second (phases spread over the second), plus a few probe agents whose
-samples carry their send time and one WatchUtilization watcher on the probes,
-which measures agent→watcher latency.
+agents with 8 GPUs each, every one sending one sample batch a second (phases
+spread over the second), plus a few probe agents whose samples carry their send
+time and one WatchUtilization watcher on the probes, which measures
+agent→watcher latency.
+
+Agents stream straight to the control plane (StreamTelemetry each), or with
+--relay-size K through simulated relays of K agents each: a relay, as
+flare-relay does, gathers what its agents sent over the last RELAY_FLUSH
+seconds into one RelayTelemetry message (the probes go through a relay of
+their own, so their latency includes that wait).
 
 The load agents send pre-serialized batches (a protobuf message may be
 concatenated: the sequence number is encoded in front of fixed bytes), so the
@@ -33,6 +39,8 @@ from tests.telemetry_support import inventory
 
 GPUS = 8
 METHOD = "/flare.v1.TelemetryService/StreamTelemetry"
+RELAY_METHOD = "/flare.v1.TelemetryService/RelayTelemetry"
+RELAY_FLUSH = 0.1  # flare-relay's default --flush-interval
 PROBE_PROVIDER = "probe"
 OPENS_PER_SECOND = 1000
 OPTIONS = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_send_message_length", 2**22)]
@@ -140,8 +148,88 @@ class LoadAgent:
             reader.cancel()
 
 
+class LoadRelay:
+    """A relay on the wire: its agents' hellos, then every RELAY_FLUSH seconds one message
+    with the batches of the agents whose second came round since the last one."""
+
+    def __init__(self, agents: list[LoadAgent]) -> None:
+        self.agents = agents
+        # Agents by the tick of the second they send in; stream numbers are list positions + 1.
+        ticks = round(1 / RELAY_FLUSH)
+        self.slots: list[list[int]] = [[] for _ in range(ticks)]
+        for number in range(len(agents)):
+            self.slots[random.randrange(ticks)].append(number)
+        self.extra: list[pb.RelayedMessage] = []  # messages of probes, sent with the next flush
+        self.call: Any = None
+
+    def _answered(self, raw: bytes) -> None:
+        for answer in pb.RelayTelemetryResponse.FromString(raw).answers:
+            agent = self.agents[answer.stream - 1] if answer.stream <= len(self.agents) else None
+            if agent is None:
+                continue
+            if answer.response:
+                agent.acked = pb.StreamTelemetryResponse.FromString(answer.response).acked_sequence
+            elif answer.HasField("ended") and answer.ended.code:
+                agent.failure = f"code {answer.ended.code}: {answer.ended.message}"
+            agent.open.set()
+
+    async def run(
+        self, channel: grpc.aio.Channel, token: str, start: asyncio.Event, seconds: int
+    ) -> None:
+        await asyncio.sleep(self.agents[0].ramp)
+        self.call = channel.stream_stream(RELAY_METHOD)(
+            metadata=(("authorization", f"Bearer {token}"),)
+        )
+
+        async def answers() -> None:
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+                async for raw in self.call:
+                    self._answered(raw)
+
+        reader = asyncio.create_task(answers())
+        loop = asyncio.get_running_loop()
+        try:
+            hellos = [
+                pb.RelayedMessage(stream=n + 1, request=agent.hello)
+                for n, agent in enumerate(self.agents)
+            ]
+            await self.call.write(pb.RelayTelemetryRequest(messages=hellos).SerializeToString())
+            await asyncio.gather(*(agent.open.wait() for agent in self.agents))
+            await start.wait()
+            begun = loop.time()
+            ticks = len(self.slots)
+            for tick in range(seconds * ticks):
+                due = begun + tick * RELAY_FLUSH
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                late = loop.time() - due
+                sequence = tick // ticks + 1
+                messages = self.extra
+                self.extra = []
+                for number in self.slots[tick % ticks]:
+                    agent = self.agents[number]
+                    messages.append(
+                        pb.RelayedMessage(stream=number + 1, request=agent.message(sequence))
+                    )
+                    agent.lateness.append(late)
+                    agent.sent = sequence
+                await self.call.write(
+                    pb.RelayTelemetryRequest(messages=messages).SerializeToString()
+                )
+            deadline = loop.time() + 15
+            while any(a.acked < a.sent for a in self.agents) and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+        except grpc.aio.AioRpcError as error:
+            for agent in self.agents:
+                agent.failure = agent.failure or f"{error.code().name}: {error.details()}"
+        finally:
+            for agent in self.agents:
+                agent.open.set()
+            self.call.cancel()
+            reader.cancel()
+
+
 async def probe_and_watch(
-    target: str, token: str, probes: int, stop: asyncio.Event
+    target: str, token: str, probes: int, stop: asyncio.Event, *, relayed: bool
 ) -> dict[str, Any]:
     """Probe agents stamp their samples; a watcher of their provider measures the delay."""
     if probes == 0:
@@ -162,33 +250,55 @@ async def probe_and_watch(
                         if gpu.device.index == 0 and gpu.latest.time.seconds:
                             latencies.append(now - gpu.latest.time.ToNanoseconds() / 1e9)
 
+        # Relayed: the probes' messages wait for the relay's next flush, as with flare-relay.
+        relay = stub.RelayTelemetry(metadata=metadata) if relayed else None
+        pending: list[pb.RelayedMessage] = []
+
+        async def flush() -> None:
+            assert relay is not None
+            while not stop.is_set():
+                await asyncio.sleep(RELAY_FLUSH)
+                if pending:
+                    request = pb.RelayTelemetryRequest(messages=pending)
+                    pending.clear()
+                    await relay.write(request)
+
         async def probe(number: int) -> None:
             node = f"probe-{number}"
             instance = uuid.uuid4().hex
-            call = stub.StreamTelemetry(metadata=metadata)
-            await call.write(
-                pb.StreamTelemetryRequest(
-                    agent_instance=instance,
-                    inventory=inventory(node, gpus=GPUS, provider=PROBE_PROVIDER),
-                )
-            )
+            call = None if relay is not None else stub.StreamTelemetry(metadata=metadata)
+
+            async def send(request: pb.StreamTelemetryRequest) -> None:
+                if call is not None:
+                    await call.write(request)
+                else:
+                    message = request.SerializeToString()
+                    pending.append(pb.RelayedMessage(stream=number + 1, request=message))
+
+            hello = inventory(node, gpus=GPUS, provider=PROBE_PROVIDER)
+            await send(pb.StreamTelemetryRequest(agent_instance=instance, inventory=hello))
             await asyncio.sleep(number / max(probes, 1))
             sequence = 0
             while not stop.is_set():
                 sequence += 1
                 stamp = Timestamp()
                 stamp.GetCurrentTime()
-                await call.write(
+                await send(
                     pb.StreamTelemetryRequest(
                         sequence=sequence, agent_instance=instance, samples=batch(node, stamp)
                     )
                 )
                 await asyncio.sleep(1.0)
-            call.cancel()
+            if call is not None:
+                call.cancel()
 
         watching = asyncio.create_task(watcher())
+        flushing = asyncio.create_task(flush()) if relay is not None else None
         await asyncio.gather(*(probe(n) for n in range(probes)))
         watching.cancel()
+        if relay is not None and flushing is not None:
+            flushing.cancel()
+            relay.cancel()
     return {
         "latency_samples": len(latencies),
         "latency_p50_s": _percentile(latencies, 0.5),
@@ -214,15 +324,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     agents = [LoadAgent(f"bench-{n // 100}", f"node-{n}") for n in range(args.agents)]
     for n, agent in enumerate(agents):
         agent.ramp = n / OPENS_PER_SECOND
+    senders: list[LoadAgent | LoadRelay] = list(agents)
+    if args.relay_size:
+        size = args.relay_size
+        senders = [LoadRelay(agents[n : n + size]) for n in range(0, len(agents), size)]
     tasks = [
-        asyncio.create_task(agent.run(channels[n % len(channels)], args.token, start, seconds))
-        for n, agent in enumerate(agents)
+        asyncio.create_task(sender.run(channels[n % len(channels)], args.token, start, seconds))
+        for n, sender in enumerate(senders)
     ]
     opening = time.monotonic()
     await asyncio.wait_for(asyncio.gather(*(a.open.wait() for a in agents)), 300)
     opened = time.monotonic() - opening
     start.set()
-    probing = asyncio.create_task(probe_and_watch(args.target, args.token, args.probes, stop))
+    probing = asyncio.create_task(
+        probe_and_watch(args.target, args.token, args.probes, stop, relayed=bool(args.relay_size))
+    )
     await asyncio.gather(*tasks)
     stop.set()
     latency = await probing
@@ -233,6 +349,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     lateness = [late for a in agents for late in a.lateness]
     return {
         "agents": args.agents,
+        "relays": len(senders) if args.relay_size else 0,
         "streams_opened_in_s": round(opened, 1),
         "messages_expected": args.agents * seconds,
         "messages_sent": sent,
@@ -252,6 +369,9 @@ def main() -> int:
     parser.add_argument("--agents", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--probes", type=int, default=10)
+    parser.add_argument(
+        "--relay-size", type=int, default=0, help="agents per relay; 0: every agent streams itself"
+    )
     args = parser.parse_args()
     print(json.dumps(asyncio.run(main_async(args))))
     return 0

@@ -51,6 +51,12 @@ class NaiveTelemetry(pb_grpc.TelemetryServiceServicer):
                 acked_sequence=acked, missing_sequences=verdict.missing
             )
 
+    def RelayTelemetry(  # noqa: N802
+        self, request_iterator: Iterator[pb.RelayTelemetryRequest], context: Any
+    ) -> Iterator[pb.RelayTelemetryResponse]:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the naive baseline has no relays")
+        yield pb.RelayTelemetryResponse()  # unreachable: abort raises
+
     def WatchUtilization(  # noqa: N802
         self, request: pb.WatchUtilizationRequest, context: Any
     ) -> Iterator[pb.WatchUtilizationResponse]:

@@ -95,8 +95,8 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # A second gRPC port for agents with mutual TLS: agents present a certificate that
-    # `agent_client_ca` signed, naming their node; StreamTelemetry is then refused on
-    # the main port. "": agents stream to the main port.
+    # `agent_client_ca` signed, naming their node (a relay's: its cluster); StreamTelemetry
+    # and RelayTelemetry are then refused on the main port. "": agents stream to the main port.
     agent_listen: str = ""
     agent_client_ca: Path | None = None
     # Longest wait before an agent's durable messages are acknowledged.

@@ -37,6 +37,7 @@ METHOD_SCOPES = {
     "/flare.v1.TokenService/ListTokens": auth.TOKENS_MANAGE,
     "/flare.v1.TokenService/RevokeToken": auth.TOKENS_MANAGE,
     "/flare.v1.TelemetryService/StreamTelemetry": auth.TELEMETRY_WRITE,
+    "/flare.v1.TelemetryService/RelayTelemetry": auth.TELEMETRY_WRITE,
     "/flare.v1.TelemetryService/WatchUtilization": auth.INTENTS_READ,
 }
 _PRINCIPAL: contextvars.ContextVar[auth.Principal] = contextvars.ContextVar("principal")

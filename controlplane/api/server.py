@@ -58,6 +58,10 @@ def build_server(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            # Agents and relays ping an idle connection every 20 s; without this the server
+            # would answer pings more often than every 5 min with GOAWAY "too_many_pings".
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
         ],
     )
     intent_service_pb2_grpc.add_IntentServiceServicer_to_server(

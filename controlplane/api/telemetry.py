@@ -1,5 +1,6 @@
-"""TelemetryService: agents' streams in (StreamTelemetry), live GPU state out
-(WatchUtilization, scoped to the caller's tenant)."""
+"""TelemetryService: agents' streams in (StreamTelemetry, or many of them over
+a relay's RelayTelemetry), live GPU state out (WatchUtilization, scoped to the
+caller's tenant)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from controlplane.api.interceptor import principal
+from controlplane.api.relay import serve_relay
 from controlplane.errors import PermissionDenied, Unauthenticated
 from controlplane.telemetry.ingest import Ingest, Received
 from controlplane.telemetry.watch import Selector, Watchers
@@ -35,6 +37,28 @@ class TelemetryServicer:
         async for response in self._ingest.serve(request_iterator):
             yield response
 
+    async def RelayTelemetry(  # noqa: N802
+        self,
+        request_iterator: AsyncIterator[telemetry_service_pb2.RelayTelemetryRequest],
+        context: Context,
+    ) -> AsyncIterator[telemetry_service_pb2.RelayTelemetryResponse]:
+        admit = None
+        if self._need_certificates:
+            names = tls.client_names(context)
+            _require_certificate(names)
+
+            def admit(first: Received) -> None:
+                inventory = first.message.inventory
+                cluster = inventory.cluster or inventory.provider  # as the node's key has it
+                if cluster not in names:
+                    raise PermissionDenied(
+                        f"the relay's client certificate names {', '.join(sorted(names))}, "
+                        f"not cluster {cluster!r}"
+                    )
+
+        async for response in serve_relay(self._ingest, request_iterator, admit):
+            yield response
+
     async def WatchUtilization(  # noqa: N802
         self, request: telemetry_service_pb2.WatchUtilizationRequest, context: Context
     ) -> AsyncIterator[telemetry_service_pb2.WatchUtilizationResponse]:
@@ -49,10 +73,7 @@ async def _certified(
 ) -> AsyncIterator[Received]:
     """The stream, once its client certificate is known to name the node its hello
     speaks for (so an agent can speak only for its own node)."""
-    if not names:
-        raise Unauthenticated(
-            "agents must stream to the agent port (--agent-listen) with a client certificate"
-        )
+    _require_certificate(names)
     first = await anext(aiter(requests), None)
     node = first.message.inventory.node if first is not None else ""
     if first is not None and node not in names:
@@ -69,6 +90,14 @@ async def _certified(
     return chained()
 
 
+def _require_certificate(names: frozenset[str]) -> None:
+    if not names:
+        raise Unauthenticated(
+            "agents and relays must stream to the agent port (--agent-listen) "
+            "with a client certificate"
+        )
+
+
 def add_to_server(servicer: TelemetryServicer, server: grpc.aio.Server) -> None:
     """Registers the service with one difference from the generated code: agents'
     messages arrive as Received (bytes and parsed message), for the journal."""
@@ -78,6 +107,11 @@ def add_to_server(servicer: TelemetryServicer, server: grpc.aio.Server) -> None:
             servicer.StreamTelemetry,
             request_deserializer=Received,
             response_serializer=telemetry_service_pb2.StreamTelemetryResponse.SerializeToString,
+        ),
+        "RelayTelemetry": grpc.stream_stream_rpc_method_handler(
+            servicer.RelayTelemetry,
+            request_deserializer=telemetry_service_pb2.RelayTelemetryRequest.FromString,
+            response_serializer=telemetry_service_pb2.RelayTelemetryResponse.SerializeToString,
         ),
         "WatchUtilization": grpc.unary_stream_rpc_method_handler(
             servicer.WatchUtilization,

@@ -48,9 +48,6 @@ class Selector:
             tenant=tenant,
         )
 
-    def matches(self, state: NodeState, gpu: pb.GpuDevice, intent: str) -> bool:
-        return self.matches_node(state) and self.matches_gpu(gpu, intent)
-
     def matches_node(self, state: NodeState) -> bool:
         inventory = state.inventory
         return (not self.provider or inventory.provider == self.provider) and (
@@ -122,9 +119,11 @@ class Watchers:
     def snapshot(self, selector: Selector) -> pb.WatchUtilizationResponse:
         response = pb.WatchUtilizationResponse(type=pb.WATCH_EVENT_TYPE_SNAPSHOT)
         for state in self._hub.nodes.values():
+            if not selector.matches_node(state):
+                continue  # cheap, and most nodes fail it when the selector names a provider
             for gpu in state.inventory.gpus:
                 intent = self._intent_of(state.key, gpu.uuid)
-                if selector.matches(state, gpu, intent):
+                if selector.matches_gpu(gpu, intent):
                     response.gpus.append(gpu_state(state, gpu, intent, self._hub.history))
         return response
 

@@ -11,6 +11,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -129,6 +130,117 @@ class StreamTelemetryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamTelemetryResponse: _TypeAlias = StreamTelemetryResponse  # noqa: Y015
+
+@_typing.final
+class RelayTelemetryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelayedMessage]: ...
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[Global___RelayedMessage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayTelemetryRequest: _TypeAlias = RelayTelemetryRequest  # noqa: Y015
+
+@_typing.final
+class RelayedMessage(_message.Message):
+    """One message of one agent's stream, as the relay received it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    CLOSED_FIELD_NUMBER: _builtins.int
+    stream: _builtins.int
+    """The relay's number for the agent's stream: unique within the relay's
+    stream and given in the order of the streams' first messages, so a number
+    above every one seen before opens a stream, and one at or below that is
+    not open belongs to a stream already ended (its messages are dropped; the
+    relay learns of the end from the answer that ended it).
+    """
+    request: _builtins.bytes
+    """A serialized StreamTelemetryRequest, byte for byte as the agent sent it:
+    the relay forwards without parsing, whatever the agent's version.
+    """
+    closed: _builtins.bool
+    """The agent closed its stream; no request."""
+    def __init__(
+        self,
+        *,
+        stream: _builtins.int = ...,
+        request: _builtins.bytes = ...,
+        closed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "request", b"request", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayedMessage: _TypeAlias = RelayedMessage  # noqa: Y015
+
+@_typing.final
+class RelayTelemetryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelayedAnswer]: ...
+    def __init__(
+        self,
+        *,
+        answers: _abc.Iterable[Global___RelayedAnswer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayTelemetryResponse: _TypeAlias = RelayTelemetryResponse  # noqa: Y015
+
+@_typing.final
+class RelayedAnswer(_message.Message):
+    """One answer for one relayed agent stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    ENDED_FIELD_NUMBER: _builtins.int
+    stream: _builtins.int
+    response: _builtins.bytes
+    """A serialized StreamTelemetryResponse, for the relay to pass on as it is."""
+    @_builtins.property
+    def ended(self) -> _status_pb2.Status:
+        """Set when the control plane ended the agent's stream (a newer stream of
+        the node took over, a bad message): the status the relay ends it with.
+        A stream ended without an error has code 0.
+        """
+
+    def __init__(
+        self,
+        *,
+        stream: _builtins.int = ...,
+        response: _builtins.bytes = ...,
+        ended: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended", b"ended"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ended", b"ended", "response", b"response", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayedAnswer: _TypeAlias = RelayedAnswer  # noqa: Y015
 
 @_typing.final
 class NodeInventory(_message.Message):

@@ -42,6 +42,11 @@ class TelemetryServiceStub:
                 request_serializer=flare_dot_v1_dot_telemetry__service__pb2.StreamTelemetryRequest.SerializeToString,
                 response_deserializer=flare_dot_v1_dot_telemetry__service__pb2.StreamTelemetryResponse.FromString,
                 _registered_method=True)
+        self.RelayTelemetry = channel.stream_stream(
+                '/flare.v1.TelemetryService/RelayTelemetry',
+                request_serializer=flare_dot_v1_dot_telemetry__service__pb2.RelayTelemetryRequest.SerializeToString,
+                response_deserializer=flare_dot_v1_dot_telemetry__service__pb2.RelayTelemetryResponse.FromString,
+                _registered_method=True)
         self.WatchUtilization = channel.unary_stream(
                 '/flare.v1.TelemetryService/WatchUtilization',
                 request_serializer=flare_dot_v1_dot_telemetry__service__pb2.WatchUtilizationRequest.SerializeToString,
@@ -68,6 +73,18 @@ class TelemetryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RelayTelemetry(self, request_iterator, context):
+        """A relay's stream: the agents of a provider cluster stream to a relay in
+        their cluster (flare-relay serves them StreamTelemetry), which carries all
+        their streams over this one, in batches. Each relayed agent stream keeps
+        StreamTelemetry's rules, answers included; only the transport is shared,
+        so a large federation reaches the control plane through a few
+        connections. Requires the telemetry:write scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchUtilization(self, request, context):
         """Live GPU state, scoped to the caller's tenant: a snapshot first, then
         changes. A watcher that falls behind gets a RESYNC and a fresh snapshot,
@@ -84,6 +101,11 @@ def add_TelemetryServiceServicer_to_server(servicer, server):
                     servicer.StreamTelemetry,
                     request_deserializer=flare_dot_v1_dot_telemetry__service__pb2.StreamTelemetryRequest.FromString,
                     response_serializer=flare_dot_v1_dot_telemetry__service__pb2.StreamTelemetryResponse.SerializeToString,
+            ),
+            'RelayTelemetry': grpc.stream_stream_rpc_method_handler(
+                    servicer.RelayTelemetry,
+                    request_deserializer=flare_dot_v1_dot_telemetry__service__pb2.RelayTelemetryRequest.FromString,
+                    response_serializer=flare_dot_v1_dot_telemetry__service__pb2.RelayTelemetryResponse.SerializeToString,
             ),
             'WatchUtilization': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchUtilization,
@@ -120,6 +142,33 @@ class TelemetryService:
             '/flare.v1.TelemetryService/StreamTelemetry',
             flare_dot_v1_dot_telemetry__service__pb2.StreamTelemetryRequest.SerializeToString,
             flare_dot_v1_dot_telemetry__service__pb2.StreamTelemetryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RelayTelemetry(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/flare.v1.TelemetryService/RelayTelemetry',
+            flare_dot_v1_dot_telemetry__service__pb2.RelayTelemetryRequest.SerializeToString,
+            flare_dot_v1_dot_telemetry__service__pb2.RelayTelemetryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,14 @@ class TelemetryServiceStub:
     Messages at or below the acknowledged sequence are dropped as duplicates.
     Requires the telemetry:write scope.
     """
+    RelayTelemetry: _grpc.StreamStreamMultiCallable[_telemetry_service_pb2.RelayTelemetryRequest, _telemetry_service_pb2.RelayTelemetryResponse]
+    """A relay's stream: the agents of a provider cluster stream to a relay in
+    their cluster (flare-relay serves them StreamTelemetry), which carries all
+    their streams over this one, in batches. Each relayed agent stream keeps
+    StreamTelemetry's rules, answers included; only the transport is shared,
+    so a large federation reaches the control plane through a few
+    connections. Requires the telemetry:write scope.
+    """
     WatchUtilization: _grpc.UnaryStreamMultiCallable[_telemetry_service_pb2.WatchUtilizationRequest, _telemetry_service_pb2.WatchUtilizationResponse]
     """Live GPU state, scoped to the caller's tenant: a snapshot first, then
     changes. A watcher that falls behind gets a RESYNC and a fresh snapshot,
@@ -68,6 +76,14 @@ class TelemetryServiceAsyncStub(TelemetryServiceStub):
     and the control plane acknowledges them as they reach its journal.
     Messages at or below the acknowledged sequence are dropped as duplicates.
     Requires the telemetry:write scope.
+    """
+    RelayTelemetry: _aio.StreamStreamMultiCallable[_telemetry_service_pb2.RelayTelemetryRequest, _telemetry_service_pb2.RelayTelemetryResponse]  # type: ignore[assignment]
+    """A relay's stream: the agents of a provider cluster stream to a relay in
+    their cluster (flare-relay serves them StreamTelemetry), which carries all
+    their streams over this one, in batches. Each relayed agent stream keeps
+    StreamTelemetry's rules, answers included; only the transport is shared,
+    so a large federation reaches the control plane through a few
+    connections. Requires the telemetry:write scope.
     """
     WatchUtilization: _aio.UnaryStreamMultiCallable[_telemetry_service_pb2.WatchUtilizationRequest, _telemetry_service_pb2.WatchUtilizationResponse]  # type: ignore[assignment]
     """Live GPU state, scoped to the caller's tenant: a snapshot first, then
@@ -94,6 +110,20 @@ class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
         and the control plane acknowledges them as they reach its journal.
         Messages at or below the acknowledged sequence are dropped as duplicates.
         Requires the telemetry:write scope.
+        """
+
+    @_abc_1.abstractmethod
+    def RelayTelemetry(
+        self,
+        request_iterator: _MaybeAsyncIterator[_telemetry_service_pb2.RelayTelemetryRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_telemetry_service_pb2.RelayTelemetryResponse], _abc.AsyncIterator[_telemetry_service_pb2.RelayTelemetryResponse]]:
+        """A relay's stream: the agents of a provider cluster stream to a relay in
+        their cluster (flare-relay serves them StreamTelemetry), which carries all
+        their streams over this one, in batches. Each relayed agent stream keeps
+        StreamTelemetry's rules, answers included; only the transport is shared,
+        so a large federation reaches the control plane through a few
+        connections. Requires the telemetry:write scope.
         """
 
     @_abc_1.abstractmethod

@@ -219,3 +219,53 @@ async def test_the_agent_port_refuses_a_client_without_a_trusted_certificate(
             await call.write(hello(inventory("gpu-7")))
             await call.read()
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def relay_as(secured: Secured, target: str, cluster: str, providers: list[str]) -> list[int]:
+    """Relays one agent stream per provider with a certificate naming `cluster`; the
+    google.rpc code each ended with (0: taken in and acknowledged)."""
+    cert, key = secured.ca.issue(secured.folder, cluster)
+    credentials = tls.channel_credentials(secured.ca.path, cert, key)
+    async with grpc.aio.secure_channel(target, credentials) as channel:
+        call = pb_grpc.TelemetryServiceStub(channel).RelayTelemetry(
+            metadata=secured.running.metadata(), timeout=10
+        )
+        await call.write(
+            pb.RelayTelemetryRequest(
+                messages=[
+                    pb.RelayedMessage(
+                        stream=n + 1,
+                        request=hello(inventory(f"node-{n}", provider=p)).SerializeToString(),
+                    )
+                    for n, p in enumerate(providers)
+                ]
+            )
+        )
+        codes: dict[int, int] = {}
+        while len(codes) < len(providers):
+            response = await call.read()
+            assert isinstance(response, pb.RelayTelemetryResponse), await call.code()
+            for answer in response.answers:
+                if answer.HasField("ended"):
+                    codes[answer.stream] = answer.ended.code
+                else:
+                    codes.setdefault(answer.stream, 0)
+        call.cancel()
+    return [codes[n + 1] for n in range(len(providers))]
+
+
+async def test_a_relay_may_speak_only_for_the_nodes_of_the_cluster_its_certificate_names(
+    secured: Secured,
+) -> None:
+    codes = await relay_as(secured, secured.agents, "lab", ["lab", "elsewhere"])
+    assert codes == [0, grpc.StatusCode.PERMISSION_DENIED.value[0]]
+    nodes = {state.key for state in secured.running.plane.hub.nodes.values()}
+    assert nodes == {"lab/lab/node-0"}
+
+
+async def test_the_main_port_refuses_relays_when_agents_need_certificates(
+    secured: Secured,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await relay_as(secured, secured.api, "lab", ["lab"])
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED

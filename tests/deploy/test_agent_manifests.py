@@ -74,7 +74,8 @@ def test_every_manifest_applies_to_a_real_api_server(
 
     kinds = {o["kind"] for o in provider_objects}
     assert {"Namespace", "ServiceAccount", "ClusterRole", "DaemonSet"} <= kinds
-    assert "Deployment" not in kinds, "the provider overlay has no control plane"
+    deployments = [o["metadata"]["name"] for o in provider_objects if o["kind"] == "Deployment"]
+    assert deployments == ["flare-relay"], "the provider overlay has no control plane"
     apps: Any = client.AppsV1Api(agent_installed)
     daemonset = apps.read_namespaced_daemon_set("flare-agent", "flare-system")
     [container] = daemonset.spec.template.spec.containers
@@ -86,7 +87,33 @@ def test_every_manifest_applies_to_a_real_api_server(
     config = core.read_namespaced_config_map("flare-agent", "flare-system").data
     patch = named(provider_objects, "ConfigMap", "flare-agent")["data"]
     assert config["FLARE_PROVIDER"] == patch["FLARE_PROVIDER"] != "example-provider"
-    assert config["FLARE_CONTROL_PLANE"] == "flare-controlplane.flare-system.svc:50051"
+    assert config["FLARE_TOKEN_FILE"] == "/var/run/flare/token"
+
+
+def test_agents_stream_through_the_relays_which_reach_the_control_plane(
+    agent_installed: ApiClient, provider_objects: list[dict[str, Any]]
+) -> None:
+    from kubernetes import client
+
+    core: Any = client.CoreV1Api(agent_installed)
+    apps: Any = client.AppsV1Api(agent_installed)
+    agent_config = core.read_namespaced_config_map("flare-agent", "flare-system").data
+    relay_config = core.read_namespaced_config_map("flare-relay", "flare-system").data
+    service = core.read_namespaced_service("flare-relay", "flare-system")
+    [port] = service.spec.ports
+    assert agent_config["FLARE_CONTROL_PLANE"] == f"flare-relay.flare-system.svc:{port.port}"
+    assert relay_config["FLARE_RELAY_LISTEN"].endswith(f":{port.port}")
+    assert relay_config["FLARE_CONTROL_PLANE"] == "flare.consumer.example:50051"  # the overlay's
+    assert relay_config["FLARE_TOKEN_FILE"] == agent_config["FLARE_TOKEN_FILE"]
+    relay = apps.read_namespaced_deployment("flare-relay", "flare-system")
+    assert relay.spec.replicas == 2
+    assert service.spec.selector == relay.spec.selector.match_labels
+    [container] = relay.spec.template.spec.containers
+    assert container.command == ["flare-relay"]
+    assert container.ports[0].container_port == port.port
+    assert container.security_context.read_only_root_filesystem is True
+    [volume] = relay.spec.template.spec.volumes
+    assert volume.secret.secret_name == "flare-agent-token"
 
 
 def test_the_daemonset_runs_on_gpu_nodes_only(

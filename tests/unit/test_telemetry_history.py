@@ -56,6 +56,27 @@ def test_a_forgotten_gpu_leaves_no_trace_and_others_keep_theirs() -> None:
     assert history.window(KEY, 60, now=20.0) == {"gpu_utilization_percent": 5.0}
 
 
+def test_rows_span_blocks_and_a_forgotten_row_is_refilled_from_the_last_block() -> None:
+    history = History(block_rows=4)
+    keys = [("node", f"GPU-{n}") for n in range(10)]  # three blocks: 4 + 4 + 2
+    for n, key in enumerate(keys):
+        history.record(key, 5.0, (float(n), 10.0 * n))
+    history.forget(keys[1])  # GPU-9 (last row, third block) moves into the first block
+    history.forget(keys[9])
+    assert len(history) == 8
+    for n, key in enumerate(keys):
+        expected = (
+            {} if n in (1, 9) else {"gpu_utilization_percent": float(n), "power_watts": 10.0 * n}
+        )
+        assert history.window(key, 60, now=5.0) == expected, key
+    history.record(("node", "GPU-new"), 6.0, (1.0, NAN))  # takes the row the last one left
+    assert history.window(("node", "GPU-new"), 60, now=6.0) == {"gpu_utilization_percent": 1.0}
+    assert history.window(keys[8], 60, now=6.0) == {
+        "gpu_utilization_percent": 8.0,
+        "power_watts": 80.0,
+    }
+
+
 def test_rows_grow_past_the_first_allocation() -> None:
     history = History()
     for n in range(200):
