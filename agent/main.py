@@ -25,7 +25,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import grpc
 import yaml
 
 from agent import annotations as node_annotations
@@ -35,8 +34,8 @@ from agent.outbox import Outbox
 from agent.probe.base import Probe, ProbeError
 from agent.probe.select import BACKENDS, open_probe
 from agent.runner import Agent, AgentReport, alive
-from agent.stream import TelemetryStreamer
-from flare import logs, tls
+from agent.stream import TelemetryStreamer, credentials_of, token_of
+from flare import logs
 from flare.money import Money, MoneyError, check_currency, parse_amount, parse_shorthand
 from flare.v1 import telemetry_service_pb2
 
@@ -263,25 +262,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _token(args: argparse.Namespace) -> str:
-    if args.token_file:
-        return Path(args.token_file).read_text().strip()
-    return os.environ.get("FLARE_TOKEN", "")
-
-
-def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
-    """TLS to the control plane when a CA is given (and mutual TLS with a certificate)."""
-    if args.tls_cert and not args.tls_ca:
-        raise ValueError("--tls-cert needs --tls-ca, the CA of the control plane's certificate")
-    if not args.tls_ca:
-        return None
-    return tls.channel_credentials(
-        Path(args.tls_ca),
-        Path(args.tls_cert) if args.tls_cert else None,
-        Path(args.tls_key) if args.tls_key else None,
-    )
-
-
 def _long_running(args: argparse.Namespace, probe: Probe, config: ProviderConfig) -> Agent:
     use_kube = args.kubernetes == "on" or (
         args.kubernetes == "auto"
@@ -296,10 +276,10 @@ def _long_running(args: argparse.Namespace, probe: Probe, config: ProviderConfig
         raise ValueError("--interval must be positive and --buffer at least 1")
     streamer_factory = None
     if args.control_plane:
-        target, token = args.control_plane, _token(args)
+        target, token = args.control_plane, token_of(args)
         if not token:
             raise ValueError("streaming needs a token: --token-file or FLARE_TOKEN")
-        credentials = _credentials(args)
+        credentials = credentials_of(args)
 
         def streamer_factory(
             outbox: Outbox, hello: Callable[[], telemetry_service_pb2.NodeInventory]

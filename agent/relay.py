@@ -35,7 +35,7 @@ import grpc
 from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
-from agent.stream import Backoff
+from agent.stream import Backoff, credentials_of, token_of
 from flare import logs, tls
 from flare.v1 import telemetry_service_pb2 as pb
 from flare.v1 import telemetry_service_pb2_grpc as pb_grpc
@@ -315,24 +315,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _token(args: argparse.Namespace) -> str:
-    if args.token_file:
-        return Path(args.token_file).read_text().strip()
-    return os.environ.get("FLARE_TOKEN", "")
-
-
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    credentials = None
-    if args.tls_ca:
-        credentials = tls.channel_credentials(
-            Path(args.tls_ca),
-            Path(args.tls_cert) if args.tls_cert else None,
-            Path(args.tls_key) if args.tls_key else None,
-        )
     relay = Relay(
         args.control_plane,
-        _token(args),
-        credentials=credentials,
+        token_of(args),
+        credentials=credentials_of(args),
         flush_interval=args.flush_interval,
     )
     server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000)])
@@ -370,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
-    except (OSError, tls.TlsError) as error:
+    except (OSError, ValueError) as error:  # ValueError: TLS flags that do not go together
         print(f"flare-relay: {error}", file=sys.stderr)
         return 1
     return 0

@@ -10,17 +10,21 @@ the outbox; nothing else does, except the oldest when the outbox is full.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import grpc
 
 from agent.outbox import Outbox
+from flare import tls
 from flare.v1 import telemetry_service_pb2 as pb
 from flare.v1 import telemetry_service_pb2_grpc as pb_grpc
 
@@ -200,3 +204,23 @@ class TelemetryStreamer:
         self.outbox.acknowledge(min(response.acked_sequence, self.outbox.last_sequence))
         async with self._acked:
             self._acked.notify_all()
+
+
+def token_of(args: argparse.Namespace) -> str:
+    """The telemetry:write token of --token-file, or else FLARE_TOKEN."""
+    if args.token_file:
+        return Path(args.token_file).read_text().strip()
+    return os.environ.get("FLARE_TOKEN", "")
+
+
+def credentials_of(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS to the control plane when a CA is given (and mutual TLS with a certificate)."""
+    if args.tls_cert and not args.tls_ca:
+        raise ValueError("--tls-cert needs --tls-ca, the CA of the control plane's certificate")
+    if not args.tls_ca:
+        return None
+    return tls.channel_credentials(
+        Path(args.tls_ca),
+        Path(args.tls_cert) if args.tls_cert else None,
+        Path(args.tls_key) if args.tls_key else None,
+    )
