@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,17 +144,30 @@ def test_watch_resumes_after_the_server_restarts(tmp_path: Path) -> None:
     assert warnings[0].endswith(f"retrying, to resume after revision {rows[0][0]}")
 
 
+@contextlib.contextmanager
+def _ctrl_c_as_at_a_terminal() -> Iterator[None]:
+    """A test run started in the background ignores SIGINT, and a child started then
+    inherits that (and Python installs no KeyboardInterrupt in it). A handler is not
+    inherited, so a child started while this test handles SIGINT gets a terminal's."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_ends_a_watch_quietly(cli: Cli) -> None:
     name = cli.apply(TRAINING)["name"]
     cli.wait_for(name, "running")
     environ = {k: v for k, v in cli.environ().items() if v is not None}
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "flarectl", "watch"],
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with _ctrl_c_as_at_a_terminal():
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "flarectl", "watch"],
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     try:
         assert watcher.stdout is not None
         assert watcher.stdout.readline().split()[0] == "REVISION"
