@@ -35,7 +35,7 @@ import grpc
 from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
-from agent.stream import Backoff, credentials_of, token_of
+from agent.stream import STEADY_SECONDS, Backoff, credentials_of, open_channel, token_of
 from flare import logs, tls
 from flare.v1 import telemetry_service_pb2 as pb
 from flare.v1 import telemetry_service_pb2_grpc as pb_grpc
@@ -48,7 +48,6 @@ FLUSH_INTERVAL = 0.1
 # the bytes stay well under the 4 MiB a control plane takes in one message.
 MAX_BATCH = 512
 MAX_BATCH_BYTES = 1 << 20
-STEADY_SECONDS = 10.0
 _UNAVAILABLE = status_pb2.Status(
     code=code_pb2.UNAVAILABLE, message="the relay cannot reach the control plane"
 )
@@ -157,11 +156,7 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keeps the upstream stream open until `stop` is set."""
-        options = [("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000)]
-        if self._credentials is None:
-            channel = grpc.aio.insecure_channel(self.target, options=options)
-        else:
-            channel = grpc.aio.secure_channel(self.target, self._credentials, options=options)
+        channel = open_channel(self.target, self._credentials)
         loop = asyncio.get_running_loop()
         attempt = 0
         async with channel:

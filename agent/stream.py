@@ -103,10 +103,7 @@ class TelemetryStreamer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Streams until `stop` is set, reconnecting as long as it takes."""
-        if self._credentials is None:
-            channel = grpc.aio.insecure_channel(self.target, options=_KEEPALIVE)
-        else:
-            channel = grpc.aio.secure_channel(self.target, self._credentials, options=_KEEPALIVE)
+        channel = open_channel(self.target, self._credentials)
         attempt = 0
         loop = asyncio.get_running_loop()
         async with channel:
@@ -204,6 +201,14 @@ class TelemetryStreamer:
         self.outbox.acknowledge(min(response.acked_sequence, self.outbox.last_sequence))
         async with self._acked:
             self._acked.notify_all()
+
+
+def open_channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+    """A channel to the control plane that pings an idle connection, over TLS when
+    `credentials` are given."""
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=_KEEPALIVE)
+    return grpc.aio.secure_channel(target, credentials, options=_KEEPALIVE)
 
 
 def token_of(args: argparse.Namespace) -> str:

@@ -54,7 +54,7 @@ async def serve_relay(
         try:
             stream = messages()
             if admit is not None:
-                stream = _admitted(stream, admit)
+                stream = admitted(stream, admit)
             async for response in ingest.serve(stream):
                 answers.put_nowait(
                     pb.RelayedAnswer(stream=number, response=response.SerializeToString())
@@ -128,7 +128,8 @@ async def serve_relay(
         await asyncio.gather(*sessions, return_exceptions=True)
 
 
-async def _admitted(stream: AsyncIterator[Received], admit: Admit) -> AsyncIterator[Received]:
+async def admitted(stream: AsyncIterator[Received], admit: Admit) -> AsyncIterator[Received]:
+    """The stream, once `admit` accepted its first message (it raises when not)."""
     first = await anext(aiter(stream), None)
     if first is None:
         return

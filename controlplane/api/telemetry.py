@@ -10,7 +10,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from controlplane.api.interceptor import principal
-from controlplane.api.relay import serve_relay
+from controlplane.api.relay import Admit, admitted, serve_relay
 from controlplane.errors import PermissionDenied, Unauthenticated
 from controlplane.telemetry.ingest import Ingest, Received
 from controlplane.telemetry.watch import Selector, Watchers
@@ -33,7 +33,7 @@ class TelemetryServicer:
         context: Context,
     ) -> AsyncIterator[telemetry_service_pb2.StreamTelemetryResponse]:
         if self._need_certificates:
-            request_iterator = await _certified(request_iterator, tls.client_names(context))
+            request_iterator = admitted(request_iterator, _node_named_by(tls.client_names(context)))
         async for response in self._ingest.serve(request_iterator):
             yield response
 
@@ -44,18 +44,7 @@ class TelemetryServicer:
     ) -> AsyncIterator[telemetry_service_pb2.RelayTelemetryResponse]:
         admit = None
         if self._need_certificates:
-            names = tls.client_names(context)
-            _require_certificate(names)
-
-            def admit(first: Received) -> None:
-                inventory = first.message.inventory
-                cluster = inventory.cluster or inventory.provider  # as the node's key has it
-                if cluster not in names:
-                    raise PermissionDenied(
-                        f"the relay's client certificate names {', '.join(sorted(names))}, "
-                        f"not cluster {cluster!r}"
-                    )
-
+            admit = _cluster_named_by(tls.client_names(context))
         async for response in serve_relay(self._ingest, request_iterator, admit):
             yield response
 
@@ -68,26 +57,36 @@ class TelemetryServicer:
             yield response
 
 
-async def _certified(
-    requests: AsyncIterator[Received], names: frozenset[str]
-) -> AsyncIterator[Received]:
-    """The stream, once its client certificate is known to name the node its hello
-    speaks for (so an agent can speak only for its own node)."""
+def _node_named_by(names: frozenset[str]) -> Admit:
+    """Admits a stream whose hello speaks for a node the client certificate names (so an
+    agent can speak only for its own node)."""
     _require_certificate(names)
-    first = await anext(aiter(requests), None)
-    node = first.message.inventory.node if first is not None else ""
-    if first is not None and node not in names:
-        raise PermissionDenied(
-            f"the client certificate names {', '.join(sorted(names))}, not node {node!r}"
-        )
 
-    async def chained() -> AsyncIterator[Received]:
-        if first is not None:
-            yield first
-        async for received in requests:
-            yield received
+    def admit(first: Received) -> None:
+        node = first.message.inventory.node
+        if node not in names:
+            raise PermissionDenied(
+                f"the client certificate names {', '.join(sorted(names))}, not node {node!r}"
+            )
 
-    return chained()
+    return admit
+
+
+def _cluster_named_by(names: frozenset[str]) -> Admit:
+    """Admits a relayed stream whose hello speaks for a node of the cluster the relay's
+    client certificate names."""
+    _require_certificate(names)
+
+    def admit(first: Received) -> None:
+        inventory = first.message.inventory
+        cluster = inventory.cluster or inventory.provider  # as the node's key has it
+        if cluster not in names:
+            raise PermissionDenied(
+                f"the relay's client certificate names {', '.join(sorted(names))}, "
+                f"not cluster {cluster!r}"
+            )
+
+    return admit
 
 
 def _require_certificate(names: frozenset[str]) -> None:
