@@ -79,7 +79,8 @@ from controlplane.placement.requirements import Requirements
 from flare.v1 import intent_pb2
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "alibaba-gpu-v2023"
+# The directory holding the trace's CSV files (SOURCE says which): --data-dir or this variable.
+DATA_ENV = "FLARE_TRACE_DATA"
 RESULTS = Path(__file__).parent / "results" / "trace_replay.json"
 NODE_LIST = "openb_node_list_all_node.csv"
 POD_LISTS = ("openb_pod_list_default.csv", "openb_pod_list_multigpu50.csv")
@@ -416,10 +417,17 @@ def print_table(results: Sequence[Replay], nodes: Nodes) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=os.environ.get(DATA_ENV),
+        help=f"the trace's csv/ directory (default: ${DATA_ENV})",
+    )
     parser.add_argument("--stop-after", type=int, default=STOP_AFTER)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.data_dir is None:
+        parser.error(f"give --data-dir or set {DATA_ENV}: the directory of the trace's CSV files")
     nodes = load_nodes(args.data_dir / NODE_LIST)
     flare = Flare(nodes)
     policies: list[tuple[str, Chooser]] = [

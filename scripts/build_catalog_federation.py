@@ -1,7 +1,7 @@
 """Build the packaged demo federation from real GPU cloud catalogs.
 
 Reads the SkyPilot v8 catalogs (skypilot-org/skypilot-catalog, one `vms.csv`
-per cloud, copied to `../shared/data/gpu-catalog/`) and writes
+per cloud, in one directory named by --catalog-dir or $FLARE_GPU_CATALOGS) and writes
 `controlplane/federation/data/catalog-federation.json` in the format that
 `controlplane.federation.local.offers_from_document` reads. Columns are
 selected by name (their order differs between catalogs). The rules, also in
@@ -68,6 +68,7 @@ import argparse
 import ast
 import csv
 import json
+import os
 import re
 import sys
 import unicodedata
@@ -81,7 +82,8 @@ from typing import Any
 from flare import geo, gpus
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CATALOGS = REPO.parent / "shared" / "data" / "gpu-catalog"
+# The directory of the catalogs (<cloud>/vms.csv): --catalog-dir or this variable.
+CATALOGS_ENV = "FLARE_GPU_CATALOGS"
 DEFAULT_OUTPUT = REPO / "controlplane" / "federation" / "data" / "catalog-federation.json"
 
 NODES_PER_INSTANCE_TYPE = 2
@@ -89,7 +91,7 @@ SPOT_NODES_PER_INSTANCE_TYPE = 1
 CURRENCY = "USD"
 MEMORY_TOLERANCE = 0.10
 
-# cloud -> (local file, upstream path, commit, bytes), as recorded in shared/data/README.md.
+# cloud -> (local file, upstream path, commit, bytes) of the catalogs this file was built from.
 # The byte count is checked, so a different version of a file stops the build.
 CATALOGS: dict[str, tuple[str, str, str, int]] = {
     "cudo": (
@@ -550,13 +552,20 @@ def print_summary(summary: Summary, out: Path, size: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--catalog-dir", type=Path, default=DEFAULT_CATALOGS)
+    parser.add_argument(
+        "--catalog-dir",
+        type=Path,
+        default=os.environ.get(CATALOGS_ENV),
+        help=f"the catalogs, one <cloud>/vms.csv each (default: ${CATALOGS_ENV})",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
         "--check", action="store_true", help="compare with --output instead of writing it"
     )
     parser.add_argument("--quiet", action="store_true", help="no summary")
     args = parser.parse_args(argv)
+    if args.catalog_dir is None:
+        parser.error(f"give --catalog-dir or set {CATALOGS_ENV}: the directory of the catalogs")
     try:
         document, summary = build(args.catalog_dir)
     except (BuildError, OSError) as error:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes test binaries (etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kwok, and kustomize for the deploy/ tests) from the Go module proxy, fetches
-# the CRD manifests the tests install, and links the result to .build/k8s in the repository root.
+# the Liqo and Capsule CRD manifests the tests install (the FLUIDOS ones are written in
+# tests/harness/fluidos_crds.py), and links the result to .build/k8s in the repository root.
 #
 # The binaries are cached outside the checkout, by version, in
 #   ${FLARE_K8S_DIR:-${FLARE_CACHE:-$HOME/.cache/flare}/k8s-<versions>}
@@ -15,8 +16,6 @@ KWOK_VERSION=v0.8.0
 LIQO_VERSION=v1.0.1
 CAPSULE_VERSION=v0.5.0
 KUSTOMIZE_VERSION=v5.8.2  # v5.8.3 needs Go 1.27
-# FLUIDOS Node at the commit whose CRDs FLARE targets (v0.1.2 plus two commits).
-FLUIDOS_COMMIT=9018b69069ae045a4e6456b7a9b58665f62ff28d
 
 export GOTOOLCHAIN=local
 export GOFLAGS=-mod=mod
@@ -195,36 +194,9 @@ module_source() {
     echo "$dir"
 }
 
-# The FLUIDOS CRDs: from the module proxy when it serves github.com/fluidos-project/node;
-# otherwise (it answers 403 here) from the upstream manifests at $FLUIDOS_COMMIT that the
-# workplace keeps beside every checkout in shared/reference/fluidos-crds (FLARE_FLUIDOS_CRDS
-# overrides). Both are the published files, byte for byte; none are kept in this repository.
-fluidos_crd_source() {
-    local dir
-    if dir=$(go mod download -json "github.com/fluidos-project/node@$FLUIDOS_COMMIT" 2>/dev/null |
-        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') && [[ -d $dir/deployments/node/crds ]]; then
-        echo "$dir/deployments/node/crds"
-        return
-    fi
-    dir=${FLARE_FLUIDOS_CRDS:-$repo_root/../shared/reference/fluidos-crds}
-    if [[ -f $dir/README.md ]] && grep -q "$FLUIDOS_COMMIT" "$dir/README.md"; then
-        echo "$dir"
-        return
-    fi
-    die "the FLUIDOS CRDs of fluidos-project/node@$FLUIDOS_COMMIT are neither on the module proxy nor in $dir"
-}
-
 fetch_crds() {
-    local fluidos
-    fluidos=$(fluidos_crd_source)
-    log "crds: fluidos from $fluidos, liqo $LIQO_VERSION, capsule $CAPSULE_VERSION"
+    log "crds: liqo $LIQO_VERSION, capsule $CAPSULE_VERSION"
     rm -rf "$crd_dir.new"
-    local fluidos_names=() path
-    for path in "$fluidos"/*.fluidos.eu_*.yaml; do
-        fluidos_names+=("${path##*/}")
-    done
-    (( ${#fluidos_names[@]} == 11 )) || die "expected 11 FLUIDOS CRDs in $fluidos, found ${#fluidos_names[@]}"
-    copy_crds fluidos "$fluidos" "${fluidos_names[@]}"
     local liqo capsule
     liqo=$(module_source "github.com/liqotech/liqo@$LIQO_VERSION")
     capsule=$(module_source "github.com/projectcapsule/capsule@$CAPSULE_VERSION")

@@ -1,7 +1,7 @@
 """FAKE FLUIDOS and Liqo controllers for the federation tests: a test double,
 not FLUIDOS. It advances the custom resources in the consumer cluster the way
 the reference describes the real controllers doing it
-(../shared/reference/fluidos-and-flare.md §2), with none of their networking:
+(docs/fluidos.md), with none of their networking:
 
 - discovery: while a Solver asks to find candidates, every provider cluster's
   Flavors become PeeringCandidates `peeringcandidate-<flavor>` in the

@@ -15,7 +15,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from tests.harness import kubeconfig, pki
-from tests.harness.crds import install_crds
+from tests.harness.crds import install_crds, load_crds
+from tests.harness.fluidos_crds import fluidos_crds
 from tests.harness.gpu_nodes import KWOK_ANNOTATION
 from tests.harness.ports import LOOPBACK, free_ports
 from tests.harness.processes import Process, rss_bytes, start_process, stop_processes
@@ -53,7 +54,8 @@ class Options:
     workloads: bool = True
     """kube-controller-manager, kube-scheduler and kwok, so that pods get scheduled and run."""
     crds: bool = True
-    """Install every CRD manifest of the tools directory, and FLARE's own."""
+    """Install the CRDs: Liqo's and Capsule's from the tools directory, FLUIDOS's
+    (tests/harness/fluidos_crds.py) and FLARE's own."""
 
 
 def scratch_root() -> Path:
@@ -184,7 +186,10 @@ class Cluster:
             self._spawn("kwok", self._kwok_args())
         if self.options.crds:
             with self.api_client() as client:
-                install_crds(client, [*self.tools.crd_files(), FLARE_CRDS])
+                install_crds(
+                    client,
+                    [*load_crds([*self.tools.crd_files(), FLARE_CRDS]), *fluidos_crds()],
+                )
         if self.options.workloads:
             self._wait_for_default_service_account()
 

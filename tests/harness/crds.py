@@ -34,17 +34,21 @@ def is_established(crd: Mapping[str, Any]) -> bool:
 
 
 def install_crds(
-    api_client: ApiClient, files: Iterable[Path], timeout: float = ESTABLISH_TIMEOUT
+    api_client: ApiClient, crds: Iterable[dict[str, Any]], timeout: float = ESTABLISH_TIMEOUT
 ) -> list[str]:
-    """Server-side applies every CRD found in `files`, waits until each one is Established,
+    """Server-side applies every CRD document of `crds`, waits until each one is Established,
     and returns their names."""
     from kubernetes import client
 
     api = client.CustomObjectsApi(api_client)
     names: list[str] = []
-    for crd in load_crds(files):
-        crd.get("metadata", {}).pop("creationTimestamp", None)
-        crd.pop("status", None)
+    for document in crds:
+        crd = {key: value for key, value in document.items() if key != "status"}
+        crd["metadata"] = {
+            key: value
+            for key, value in document.get("metadata", {}).items()
+            if key != "creationTimestamp"
+        }
         name = crd["metadata"]["name"]
         api.patch_cluster_custom_object(
             "apiextensions.k8s.io",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.harness.custom_resources import CustomResources
+from tests.harness.fluidos_crds import fluidos_crds
 from tests.k8s.conftest import unique
 
 if TYPE_CHECKING:
@@ -73,6 +74,14 @@ def test_every_crd_is_served(api: ApiClient) -> None:
         for resource in client.CustomObjectsApi(api).get_api_resources(group, version).resources
     }
     assert {"NamespaceOffloading", "VirtualNode", "Tenant"} <= kinds
+    fluidos = {
+        resource.kind
+        for group in sorted({crd["spec"]["group"] for crd in fluidos_crds()})
+        for resource in client.CustomObjectsApi(api).get_api_resources(group, "v1alpha1").resources
+        if "/" not in resource.name  # not a subresource
+    }
+    assert fluidos == {crd["spec"]["names"]["kind"] for crd in fluidos_crds()}
+    assert len(fluidos) == 11
 
 
 def test_solver_create_get_patch(api: ApiClient, namespace: str) -> None:
