@@ -1,7 +1,8 @@
 """Build the packaged demo federation from real GPU cloud catalogs.
 
-Reads the SkyPilot v8 catalogs (skypilot-org/skypilot-catalog, one `vms.csv`
-per cloud, in one directory named by --catalog-dir or $FLARE_GPU_CATALOGS) and writes
+Reads the SkyPilot v8 catalogs (skypilot-org/skypilot-catalog, each cloud's
+`vms.csv` saved as `<cloud>.csv` in the directory that --catalog-dir or
+$FLARE_GPU_CATALOGS names) and writes
 `controlplane/federation/data/catalog-federation.json` in the format that
 `controlplane.federation.local.offers_from_document` reads. Columns are
 selected by name (their order differs between catalogs). The rules, also in
@@ -82,7 +83,7 @@ from typing import Any
 from flare import geo, gpus
 
 REPO = Path(__file__).resolve().parents[1]
-# The directory of the catalogs (<cloud>/vms.csv): --catalog-dir or this variable.
+# The directory of the catalogs (<cloud>.csv, see CATALOGS): --catalog-dir or this variable.
 CATALOGS_ENV = "FLARE_GPU_CATALOGS"
 DEFAULT_OUTPUT = REPO / "controlplane" / "federation" / "data" / "catalog-federation.json"
 
@@ -556,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         "--catalog-dir",
         type=Path,
         default=os.environ.get(CATALOGS_ENV),
-        help=f"the catalogs, one <cloud>/vms.csv each (default: ${CATALOGS_ENV})",
+        help=f"the catalogs, one <cloud>.csv each (default: ${CATALOGS_ENV})",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
