@@ -8,8 +8,9 @@ message and passes the control plane's answers back to each. It keeps nothing:
 an agent's messages are acknowledged by the control plane once they are durable
 there, as on a direct stream, so a relay that dies loses nothing an agent was
 told is safe; the agents reconnect and resend from their outboxes. While the
-control plane cannot be reached the relay refuses agents' streams
-(UNAVAILABLE), and they back off as they would on their own.
+control plane cannot be reached the relay holds agents' new streams for up to
+--hold-seconds, so that they go on as soon as it is back instead of backing off
+further with every refusal; then it refuses them (UNAVAILABLE).
 
 Agents present the relay's own token (the cluster's telemetry:write token,
 from the same Secret); the relay forwards their bytes without parsing them, so
@@ -35,7 +36,14 @@ import grpc
 from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
-from agent.stream import STEADY_SECONDS, Backoff, credentials_of, open_channel, token_of
+from agent.stream import (
+    STEADY_SECONDS,
+    Backoff,
+    credentials_of,
+    first_of,
+    open_channel,
+    token_of,
+)
 from flare import logs, tls
 from flare.v1 import telemetry_service_pb2 as pb
 from flare.v1 import telemetry_service_pb2_grpc as pb_grpc
@@ -44,6 +52,8 @@ log = logging.getLogger("relay")
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 SERVICE = "flare.v1.TelemetryService"
 FLUSH_INTERVAL = 0.1
+# How long an agent's new stream waits for the control plane while the relay reconnects.
+HOLD_SECONDS = 10.0
 # A batch is sent before the flush interval is up once it holds this many messages or bytes;
 # the bytes stay well under the 4 MiB a control plane takes in one message.
 MAX_BATCH = 512
@@ -77,6 +87,7 @@ class Relay:
         *,
         credentials: grpc.ChannelCredentials | None = None,
         flush_interval: float = FLUSH_INTERVAL,
+        hold_seconds: float = HOLD_SECONDS,
         backoff: Backoff | None = None,
     ) -> None:
         self.target = target
@@ -84,6 +95,7 @@ class Relay:
         self._token = token
         self._credentials = credentials
         self._flush_interval = flush_interval
+        self._hold_seconds = hold_seconds
         self._backoff = backoff or Backoff()
         self._streams: dict[int, _AgentStream] = {}
         # The last agent stream's number. Never reset: numbers only grow on every upstream
@@ -102,7 +114,9 @@ class Relay:
         if not self._authorized(context):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "present the relay's token")
         if not self.up.is_set():
-            await context.abort(grpc.StatusCode.UNAVAILABLE, _UNAVAILABLE.message)
+            await first_of((self.up,), self._hold_seconds)
+            if not self.up.is_set():
+                await context.abort(grpc.StatusCode.UNAVAILABLE, _UNAVAILABLE.message)
         stream = _AgentStream()
         self.stats.agent_streams += 1
         reader = asyncio.create_task(self._forward(stream, requests))
@@ -281,6 +295,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds agents' messages wait to travel together (default %(default)s)",
     )
     parser.add_argument(
+        "--hold-seconds",
+        type=float,
+        default=float(env("FLARE_RELAY_HOLD_SECONDS", str(HOLD_SECONDS))),
+        help="how long an agent's stream waits while the control plane cannot be reached, "
+        "before it is refused (FLARE_RELAY_HOLD_SECONDS; default %(default)s)",
+    )
+    parser.add_argument(
         "--tls-ca",
         default=env("FLARE_TLS_CA", ""),
         help="PEM CA of the control plane's certificate: relay over TLS (FLARE_TLS_CA)",
@@ -316,6 +337,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         token_of(args),
         credentials=credentials_of(args),
         flush_interval=args.flush_interval,
+        hold_seconds=args.hold_seconds,
     )
     server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000)])
     add_to_server(relay, server)

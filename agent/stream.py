@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 Call: TypeAlias = grpc.aio.StreamStreamCall[pb.StreamTelemetryRequest, pb.StreamTelemetryResponse]
 # A stream that got this far counts as healthy: the next failure starts the backoff afresh.
 STEADY_SECONDS = 10.0
+# While the agent drains its outbox to exit, it waits at most this long between attempts:
+# a backoff grown to many seconds would outlast its grace period.
+DRAIN_RETRY_SECONDS = 0.5
 _KEEPALIVE = [
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -80,6 +83,7 @@ class TelemetryStreamer:
         self._credentials = credentials
         self._backoff = backoff or Backoff()
         self._wake = asyncio.Event()
+        self._draining = asyncio.Event()
         self._acked = asyncio.Condition()
         self.connected = False
 
@@ -88,7 +92,9 @@ class TelemetryStreamer:
         self._wake.set()
 
     async def drained(self, timeout: float) -> bool:
-        """Waits until every message put so far is acknowledged."""
+        """Waits until every message put so far is acknowledged; a stream that is down
+        is tried again at once, and then every DRAIN_RETRY_SECONDS."""
+        self._draining.set()
         goal = self.outbox.last_sequence
 
         async def settled() -> None:
@@ -123,8 +129,18 @@ class TelemetryStreamer:
                 if stop.is_set():
                     break
                 attempt = 0 if loop.time() - started >= STEADY_SECONDS else attempt + 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._backoff.delay(attempt))
+                await self._back_off(stop, self._backoff.delay(attempt))
+
+    async def _back_off(self, stop: asyncio.Event, delay: float) -> None:
+        """Waits `delay` before the next attempt, less once `stop` is set or the outbox
+        is being drained."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        if not self._draining.is_set():
+            await first_of((stop, self._draining), delay)
+        left = min(deadline - loop.time(), DRAIN_RETRY_SECONDS)
+        if left > 0 and not stop.is_set():
+            await first_of((stop,), left)
 
     def _failed(self, reason: str) -> None:
         self.stats.failures += 1
@@ -135,7 +151,7 @@ class TelemetryStreamer:
     async def _session(self, stub: Any, stop: asyncio.Event) -> None:
         call: Call = stub.StreamTelemetry(metadata=self._metadata)
         try:
-            await call.write(self.outbox.hello(self._hello()))
+            await write(call, self.outbox.hello(self._hello()))
             first = await call.read()
             if not isinstance(first, pb.StreamTelemetryResponse):
                 raise ConnectionError("the control plane closed the stream before answering")
@@ -174,7 +190,7 @@ class TelemetryStreamer:
                 self.stats.resent += len(batch)
                 first_pass = False
             for message in batch:
-                await call.write(message)
+                await write(call, message)
                 sent = message.sequence
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
             await asyncio.wait([*waiters, receiver], return_when=asyncio.FIRST_COMPLETED)
@@ -201,6 +217,26 @@ class TelemetryStreamer:
         self.outbox.acknowledge(min(response.acked_sequence, self.outbox.last_sequence))
         async with self._acked:
             self._acked.notify_all()
+
+
+async def write(call: Call, message: pb.StreamTelemetryRequest) -> None:
+    """Writes `message`; a stream the other side has already ended (grpc says only
+    "RPC already finished") raises ConnectionError with the status it ended with."""
+    try:
+        await call.write(message)
+    except asyncio.InvalidStateError:
+        code, details = await call.code(), await call.details()
+        raise ConnectionError(f"the stream ended: {code.name}: {details}") from None
+
+
+async def first_of(events: tuple[asyncio.Event, ...], timeout: float) -> None:
+    """Returns when one of `events` is set, or after `timeout` seconds."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def open_channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:

@@ -10,6 +10,7 @@ and reflection need no token.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -155,7 +156,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     async for item in streaming(checked, context):
                         yield item
                 finally:
-                    _PRINCIPAL.reset(token)
+                    # A stream the client left is closed from another task's context, where
+                    # the token means nothing (and the principal goes with the stream).
+                    with contextlib.suppress(ValueError):
+                        _PRINCIPAL.reset(token)
             except FlareError as error:
                 await _abort(context, error)
             except grpc.aio.AbortError:

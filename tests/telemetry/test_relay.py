@@ -21,10 +21,10 @@ from google.rpc import code_pb2
 from agent.probe.sim import SimProbe
 from agent.relay import MAX_BATCH, MAX_BATCH_BYTES, Relay, add_to_server, batches
 from agent.runner import Agent
-from agent.stream import TelemetryStreamer
+from agent.stream import Backoff, TelemetryStreamer
 from flare.v1 import telemetry_service_pb2 as pb
 from flare.v1 import telemetry_service_pb2_grpc, token_service_pb2
-from tests.controlplane_fixtures import Running
+from tests.controlplane_fixtures import Running, plane_settings, serving
 from tests.controlplane_process import ControlPlaneProcess, free_port
 from tests.telemetry.test_agent_stream import (
     agent_report,
@@ -271,14 +271,15 @@ async def test_an_agent_without_the_relays_token_is_refused(
     async with grpc.aio.insecure_channel(address) as channel:
         stub = telemetry_service_pb2_grpc.TelemetryServiceStub(channel)
         call = stub.StreamTelemetry(metadata=(("authorization", "Bearer wrong"),))
-        await call.write(hello(inventory(), "i"))
+        # Refused as the stream opens, before any message (see the direct stream's test).
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call.read()
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_a_relay_without_its_control_plane_refuses_agents_as_unavailable() -> None:
-    relay = Relay(f"127.0.0.1:{free_port()}", "t", backoff=FAST)  # nothing listens there
+    # Nothing listens there; the agent's stream is held for a while, then refused.
+    relay = Relay(f"127.0.0.1:{free_port()}", "t", backoff=FAST, hold_seconds=0.5)
     server = grpc.aio.server()
     add_to_server(relay, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -293,6 +294,43 @@ async def test_a_relay_without_its_control_plane_refuses_agents_as_unavailable()
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await call.read()
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        stop.set()
+        await upstream
+        await server.stop(0)
+
+
+async def test_an_agent_held_while_the_relay_reconnects_goes_on_once_the_control_plane_is_up(
+    tmp_path: Path, federation_file: Path
+) -> None:
+    """The control plane is away when the agent connects: the relay holds its stream
+    instead of refusing it (each refusal would grow the agent's backoff), and the
+    agent's hello is answered as soon as the control plane serves."""
+    port = free_port()
+    settings = plane_settings(
+        tmp_path / "data", listen=f"127.0.0.1:{port}", federation_file=federation_file
+    )
+    async with serving(settings) as first_run:  # its admin token, for the relay
+        token = first_run.admin_token
+    relay = Relay(f"127.0.0.1:{port}", token, backoff=FAST)
+    server = grpc.aio.server()
+    add_to_server(relay, server)
+    relay_port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    stop = asyncio.Event()
+    upstream = asyncio.create_task(relay.run(stop))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{relay_port}") as channel:
+            stub: Any = telemetry_service_pb2_grpc.TelemetryServiceStub(channel)
+            call = stub.StreamTelemetry(metadata=(("authorization", f"Bearer {token}"),))
+            await call.write(hello(inventory("held"), "i"))
+            answer = asyncio.ensure_future(call.read())
+            await asyncio.sleep(1.0)
+            assert not answer.done() and not relay.up.is_set()  # held, not refused
+            async with serving(settings):
+                first = await asyncio.wait_for(answer, 10)
+                assert first.acked_sequence == 0
+                call.cancel()
     finally:
         stop.set()
         await upstream
@@ -357,3 +395,94 @@ def test_a_control_plane_killed_behind_a_relay_loses_nothing_and_takes_nothing_t
     seen = journaled_sequences(data, instance_of(data))
     assert sorted(seen) == list(range(1, last + 1)), "a message is missing"
     assert set(seen.values()) == {1}, "a message was taken twice"
+
+
+class RelayAt:
+    """flare-relay's Relay serving agents on a fixed port, so that it can be stopped (as
+    if killed: its streams cut, nothing handed over) and another started in its place."""
+
+    def __init__(self, control_plane: Running, port: int) -> None:
+        self.target = f"127.0.0.1:{control_plane.plane.grpc_port}"
+        self.token = control_plane.admin_token
+        self.port = port
+        self.server: grpc.aio.Server | None = None
+        self.stop_upstream = asyncio.Event()
+        self.upstream: asyncio.Task[None] | None = None
+
+    async def start(self) -> Relay:
+        relay = Relay(self.target, self.token, backoff=FAST)
+        self.server = grpc.aio.server()
+        add_to_server(relay, self.server)
+        assert self.server.add_insecure_port(f"127.0.0.1:{self.port}") == self.port
+        await self.server.start()
+        self.stop_upstream = asyncio.Event()
+        self.upstream = asyncio.create_task(relay.run(self.stop_upstream))
+        await asyncio.wait_for(relay.up.wait(), 10)
+        return relay
+
+    async def kill(self) -> None:
+        assert self.server is not None and self.upstream is not None
+        await self.server.stop(0)
+        self.stop_upstream.set()
+        await self.upstream
+
+
+@pytest.mark.slow
+async def test_a_relayed_stream_broken_twice_journals_each_message_once_and_acks_all(
+    control_plane: Running,
+) -> None:
+    """The relay in front of an agent dies twice, the second time soon after the agent
+    came back, so that the agent's backoff has grown past its grace period; then the
+    agent is stopped. Every message it sent is in the journal exactly once, and every
+    one is acknowledged before it exits: its last reconnect does not wait out the
+    backoff."""
+    relays = RelayAt(control_plane, free_port())
+    await relays.start()
+    # The longest waits the backoff allows (no jitter): 1, 2, 4, 8 s after failures in a row.
+    backoff = Backoff(base=0.5, cap=30.0, rand=lambda: 1.0)
+    agent = Agent(
+        SimProbe("h100", 2),
+        provider_config(),
+        "broken-twice",
+        interval=0.02,
+        streamer_factory=lambda outbox, say_hello: TelemetryStreamer(
+            f"127.0.0.1:{relays.port}",
+            control_plane.admin_token,
+            outbox,
+            say_hello,
+            backoff=backoff,
+        ),
+        grace_seconds=5.0,
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(agent.run(stop))
+    streamer = agent.streamer
+    assert streamer is not None
+    hub = control_plane.plane.hub
+    key = "lab/lab/broken-twice"
+    try:
+        await eventually(lambda: key in hub.nodes and hub.nodes[key].durable >= 20)
+
+        await relays.kill()  # the first break: the agent retries after 1, 2 and 4 s
+        await asyncio.sleep(5.0)
+        await relays.start()
+        connects = streamer.stats.connects
+        await eventually(lambda: streamer.stats.connects > connects, timeout=10)
+        acked = agent.outbox.acked
+        await eventually(lambda: agent.outbox.acked > acked + 10)
+
+        await relays.kill()  # the second: not 10 s after the last, so its backoff is 8 s
+        await relays.start()
+        stop.set()
+        report = await asyncio.wait_for(running, 30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.shield(running), 30)
+        await relays.kill()
+
+    assert report.dropped == 0 and report.unacked == 0, report
+    assert streamer.stats.connects >= 3, streamer.stats
+    data = control_plane.plane.settings.data_dir
+    seen = journaled_sequences(data, instance_of(data))
+    assert sorted(seen) == list(range(1, report.last_sequence + 1)), "a message is missing"
+    assert set(seen.values()) == {1}, "a message was journaled twice"

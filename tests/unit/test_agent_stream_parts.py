@@ -3,9 +3,11 @@ and acknowledgement rules, the backoff, and the probe data on the wire."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import grpc
 import pytest
 
 from agent import wire
@@ -13,7 +15,7 @@ from agent.config import ProviderConfig
 from agent.outbox import Outbox
 from agent.probe.base import Health, Reading
 from agent.probe.sim import SimProbe
-from agent.stream import Backoff
+from agent.stream import Backoff, TelemetryStreamer
 from flare.money import Money
 from flare.v1 import telemetry_service_pb2 as pb
 from tests.telemetry_support import provider_config
@@ -107,3 +109,44 @@ def test_inventory_on_the_wire_carries_the_gpus_links_and_provider_terms() -> No
     assert message.terms.availability_percent == 99.9
     assert message.terms.country == "DE"
     assert not message.terms.HasField("network_latency_ms")
+
+
+class FakeEndedCall:
+    """A fake stream call that the other side ended before the agent wrote: grpc's
+    write then raises InvalidStateError ("RPC already finished")."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    async def write(self, message: pb.StreamTelemetryRequest) -> None:
+        raise asyncio.InvalidStateError("RPC already finished.")
+
+    async def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    async def details(self) -> str:
+        return "the relay cannot reach the control plane"
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
+
+
+class FakeStub:
+    def __init__(self, call: FakeEndedCall) -> None:
+        self.call = call
+
+    def StreamTelemetry(self, metadata: object) -> FakeEndedCall:  # noqa: N802 - gRPC name
+        return self.call
+
+
+async def test_a_stream_ended_before_the_agent_wrote_is_a_stream_down_not_a_crash() -> None:
+    # The relay refused the stream before the hello went out: the streamer must take it as
+    # any other lost stream (and back off), not die of grpc's InvalidStateError.
+    call = FakeEndedCall()
+    streamer = TelemetryStreamer(
+        "unused", "", Outbox(capacity=3), lambda: pb.NodeInventory(node="n")
+    )
+    with pytest.raises(ConnectionError, match="UNAVAILABLE: the relay cannot reach"):
+        await streamer._session(FakeStub(call), asyncio.Event())
+    assert call.cancelled
