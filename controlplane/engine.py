@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -46,6 +47,10 @@ BLOCK_SECONDS = 600.0
 CHECK_SECONDS = 15.0
 # States in which a failure moves the intent elsewhere.
 MOVABLE = frozenset({lifecycle.DEPLOYING, lifecycle.RUNNING})
+# A step that raised (the API server busy or away, a watch cut): the intent is taken up
+# again after a delay that doubles with each failure in a row, up to the cap, jittered.
+RETRY_SECONDS = 1.0
+RETRY_CAP_SECONDS = 60.0
 
 
 class IntentEngine:
@@ -90,6 +95,9 @@ class IntentEngine:
         self._active: set[str] = set()
         self._rerun: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        # Steps that failed in a row, per intent, and the timers that take them up again.
+        self._failures: dict[str, int] = {}
+        self._retries: dict[str, asyncio.TimerHandle] = {}
         self._requeue_pending = False
         federation.on_capacity_freed(self._capacity_freed)
 
@@ -152,6 +160,9 @@ class IntentEngine:
             subscription.close()
 
     async def stop(self) -> None:
+        for handle in self._retries.values():
+            handle.cancel()
+        self._retries.clear()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -287,14 +298,50 @@ class IntentEngine:
                 await self._advance(name)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("intent step failed", extra={"intent": name})
+            except Exception as error:
+                await self._retry_later(name, error)
+            else:
+                self._failures.pop(name, None)
             finally:
                 self._end_claim(name)
                 self._active.discard(name)
                 if name in self._rerun:
                     self._rerun.discard(name)
                     self.kick(name)
+
+    async def _retry_later(self, name: str, error: Exception) -> None:
+        """A step of `name` raised: every step is safe to repeat, so the intent is taken
+        up again after a backoff, never left where it stopped. The first failure of a
+        run is told in the intent's history."""
+        failures = self._failures.get(name, 0) + 1
+        self._failures[name] = failures
+        delay = min(RETRY_CAP_SECONDS, RETRY_SECONDS * 2 ** min(failures - 1, 16))
+        delay *= 0.5 + random.random() / 2
+        log.error(
+            "intent step failed; trying again in %.1f s",
+            delay,
+            exc_info=error,
+            extra={"intent": name, "failures": failures},
+        )
+        if name in self._retries:
+            self._retries[name].cancel()
+        self._retries[name] = asyncio.get_running_loop().call_later(delay, self._retry, name)
+        if failures == 1:
+            # The first lines say what failed (an ApiException goes on with headers and body).
+            said = " ".join(str(error).splitlines()[:2])
+            message = f"{type(error).__name__}: {said}"[:300] + f"; trying again in {delay:.1f} s"
+
+            def note(intent: intent_pb2.Intent) -> intent_pb2.Intent:
+                return lifecycle.noted(
+                    intent, reason="StepFailed", message=message, now=self._clock()
+                )
+
+            with contextlib.suppress(Exception):  # the store may be what failed
+                await self._store.update(name, note)
+
+    def _retry(self, name: str) -> None:
+        self._retries.pop(name, None)
+        self.kick(name)
 
     async def _advance(self, name: str) -> None:
         """Take steps until the intent waits (QUEUED, RUNNING) or ends."""

@@ -10,6 +10,11 @@ only after `lease_seconds` of that record not changing. The leader renews every
 `retry_seconds` and gives up leading when it could not renew for
 `renew_seconds` (< lease_seconds), so it has stopped before anyone else can
 take over. A leader that stops cleanly hands the Lease back at once.
+
+The Lease is read and written on a thread of its own, each attempt bounded by
+what is left of the renewal deadline: a leader whose other work keeps every
+other thread busy still renews in time, and one that cannot reach the API
+server knows it by the deadline, not whenever a call gives up.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +83,7 @@ class LeaderElection:
         self._clock = clock
         self._seen: Record | None = None
         self._seen_at = 0.0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flare-lease")
         self.leading = False
 
     async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
@@ -91,7 +98,8 @@ class LeaderElection:
         renewed = self._clock()
         while True:
             await asyncio.sleep(self.timing.retry_seconds)
-            if await self._try(acquiring=False):
+            left = self.timing.renew_seconds - (self._clock() - renewed)
+            if await self._try(acquiring=False, within=left):
                 renewed = self._clock()
             elif self._clock() - renewed >= self.timing.renew_seconds or not self.leading:
                 self.leading = False
@@ -106,19 +114,28 @@ class LeaderElection:
             return
         self.leading = False
         with contextlib.suppress(Exception):
-            lease = await asyncio.to_thread(self._read)
+            lease = await self._on_lease_thread(self._read)
             if lease is not None and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = ""
                 lease.spec.lease_duration_seconds = 1
-                await asyncio.to_thread(self._replace, lease)
+                await self._on_lease_thread(self._replace, lease)
+
+    async def _on_lease_thread(self, call: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
 
     # -- one attempt ---------------------------------------------------------------
 
-    async def _try(self, *, acquiring: bool) -> bool:
+    async def _try(self, *, acquiring: bool, within: float | None = None) -> bool:
+        """One attempt; False when it failed or did not finish `within` seconds."""
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return await asyncio.to_thread(self._attempt, acquiring)
+            return bool(
+                await asyncio.wait_for(self._on_lease_thread(self._attempt, acquiring), within)
+            )
+        except TimeoutError:
+            log.warning("lease %s: no answer within %.1f s", self.name, within or 0.0)
+            return False
         except ApiException as error:
             if error.status != 409:  # 409: another replica wrote first
                 log.warning("lease %s: %s %s", self.name, error.status, error.reason)
@@ -146,7 +163,9 @@ class LeaderElection:
                     lease_transitions=0,
                 ),
             )
-            self._api.create_namespaced_lease(self.namespace, body)
+            self._api.create_namespaced_lease(
+                self.namespace, body, _request_timeout=self.timing.renew_seconds
+            )
             return True
         record = _record(lease)
         if record != self._seen:
@@ -174,11 +193,15 @@ class LeaderElection:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return self._api.read_namespaced_lease(self.name, self.namespace)
+            return self._api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self.timing.renew_seconds
+            )
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
 
     def _replace(self, lease: Any) -> Any:
-        return self._api.replace_namespaced_lease(self.name, self.namespace, lease)
+        return self._api.replace_namespaced_lease(
+            self.name, self.namespace, lease, _request_timeout=self.timing.renew_seconds
+        )

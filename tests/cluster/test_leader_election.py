@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,34 @@ async def test_a_leader_whose_lease_was_taken_stops_leading(
     with pytest.raises(LeadershipLost):
         await asyncio.wait_for(first_task, FAST.renew_seconds + 5)
     assert not first.leading
+
+
+async def test_a_leader_renews_in_time_while_every_shared_thread_is_busy(
+    elect: Elect, api: ApiClient, namespace: str
+) -> None:
+    """Slow work the leader runs on threads (long watches, blocking calls) takes every
+    thread of the event loop's default pool: the Lease, on a thread of its own, is
+    renewed on time all the same, so no follower takes over a leader that still works."""
+    from kubernetes import client
+
+    first, _, first_leads = elect("replica-a")
+    await asyncio.wait_for(first_leads.wait(), 10)
+    busy = [asyncio.to_thread(time.sleep, FAST.lease_seconds * 2) for _ in range(64)]
+    blocked = asyncio.gather(*busy)
+    leases = client.CoordinationV1Api(api)
+    renewals: list[float] = []
+    deadline = time.monotonic() + FAST.lease_seconds * 2
+    while time.monotonic() < deadline:
+        lease: Any = leases.read_namespaced_lease("flare-controlplane", namespace)
+        renewed = lease.spec.renew_time.timestamp()
+        if not renewals or renewed != renewals[-1]:
+            renewals.append(renewed)
+        await asyncio.sleep(FAST.retry_seconds / 2)
+    await blocked
+
+    assert first.leading and holder(api, namespace) == "replica-a"
+    gaps = [later - earlier for earlier, later in itertools.pairwise(renewals)]
+    assert len(renewals) >= 4 and max(gaps) < FAST.renew_seconds, renewals
 
 
 def test_timing_must_leave_room_to_renew() -> None:

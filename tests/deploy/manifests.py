@@ -168,7 +168,12 @@ CONTROLPLANE_NEEDS: tuple[Grant, ...] = (
         ("get", "list", "watch", "create", "delete"),
     ),
     Grant("fluidos", "reservation.fluidos.eu", "contracts", ("get", "delete")),
-    Grant("fluidos", "nodecore.fluidos.eu", "allocations", ("list", "watch", "create", "delete")),
+    Grant(
+        "fluidos",
+        "nodecore.fluidos.eu",
+        "allocations",
+        ("get", "list", "watch", "create", "delete"),
+    ),
     # The intent's namespace, its Liqo offloading and its workload.
     Grant(CLUSTER, "", "namespaces", ("get", "list", "watch", "create", "delete")),
     Grant(

@@ -54,7 +54,8 @@ async def until_state(
         if intent.state in states:
             return intent
         assert time.monotonic() < deadline, (
-            f"{name} is {intent_pb2.State.Name(intent.state)}: {intent.state_message}"
+            f"{name} is {intent_pb2.State.Name(intent.state)}: {intent.state_message}; "
+            + "; ".join(f"{t.reason}: {t.message}" for t in intent.history[-5:])
         )
         await asyncio.sleep(0.2)
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import grpc
 import pytest
-import yaml
 
 from controlplane.cluster import resources
 from controlplane.cluster.admin import ADMIN_SECRET
@@ -25,7 +24,7 @@ from controlplane.federation.fluidos import workload
 from controlplane.intents import lifecycle
 from flare.v1 import intent_pb2, intent_service_pb2, intent_service_pb2_grpc
 from tests.controlplane_process import ControlPlaneProcess
-from tests.deploy.manifests import CONTROLPLANE, NAMESPACE_BASE, apply_all, kustomization
+from tests.federation.service_account import NAMESPACE, as_service_account, remove_service_account
 from tests.federation.world import OFFERINGS, World
 from tests.harness.waiting import wait_until
 from tests.intents import gpu_job
@@ -33,47 +32,6 @@ from tests.intents import gpu_job
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 LEASE_SECONDS = 6
 TAKEOVER_TARGET = 10.0
-NAMESPACE = "flare-system"  # the one deploy/'s RBAC names
-
-
-def documents(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-
-
-def as_service_account(world: World, root: Path) -> Path:
-    """Installs the control plane's namespace and RBAC from deploy/ on the consumer
-    cluster and returns a kubeconfig with a token of its ServiceAccount."""
-    from kubernetes import client
-
-    api = world.consumer
-    apply_all(api, [*kustomization(NAMESPACE_BASE), *documents(CONTROLPLANE / "rbac.yaml")])
-    minted: Any = client.CoreV1Api(api).create_namespaced_service_account_token(
-        "flare-controlplane",
-        NAMESPACE,
-        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
-    )
-    cluster = world.federation.consumer
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "consumer",
-                "cluster": {
-                    "server": cluster.server,
-                    "certificate-authority": str(cluster.workdir / "ca.crt"),
-                },
-            }
-        ],
-        "users": [{"name": "flare-controlplane", "user": {"token": minted.status.token}}],
-        "contexts": [
-            {"name": "consumer", "context": {"cluster": "consumer", "user": "flare-controlplane"}}
-        ],
-        "current-context": "consumer",
-    }
-    path = root / "controlplane.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 class Replicas:
@@ -126,26 +84,12 @@ class Replicas:
 
 @pytest.fixture
 def replicas(fluidos_world: World, tmp_path: Path) -> Iterator[Replicas]:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
     running = Replicas(fluidos_world, tmp_path)
     try:
         yield running
     finally:
         running.stop()
-        core = client.CoreV1Api(fluidos_world.consumer)
-        core.delete_namespace(NAMESPACE)
-
-        def gone() -> bool:
-            try:
-                core.read_namespace(NAMESPACE)
-            except ApiException as error:
-                return bool(error.status == 404)
-            return False
-
-        # The next test installs the same namespace.
-        wait_until(gone, timeout=60, what=f"namespace {NAMESPACE} deleted")
+        remove_service_account(fluidos_world)
 
 
 def flare_intents(world: World, namespace: str) -> list[dict[str, Any]]:
@@ -167,6 +111,16 @@ def reservations_of(world: World, names: set[str]) -> Counter[str]:
     return Counter(
         wanted[r["metadata"]["name"]] for r in listed["items"] if r["metadata"]["name"] in wanted
     )
+
+
+def story(intent: intent_pb2.Intent) -> str:
+    """An intent's state and whole history, for a failure's message."""
+    steps = "\n".join(
+        f"    {lifecycle.name(t.from_state)} -> {lifecycle.name(t.to_state)} "
+        f"{t.reason}: {t.message}"
+        for t in intent.history
+    )
+    return f"  {intent.name} {lifecycle.name(intent.state)}\n{steps}"
 
 
 @dataclass(frozen=True)
@@ -262,16 +216,11 @@ async def test_the_leader_killed_while_intents_are_created(
             listed = await stub.ListIntents(
                 intent_service_pb2.ListIntentsRequest(page_size=1000), metadata=md
             )
-            stuck = [
-                (
-                    i.name,
-                    lifecycle.name(i.state),
-                    [(t.reason, t.message[:100]) for t in i.history[-4:]],
-                )
-                for i in listed.intents
-                if i.state not in (lifecycle.RUNNING, lifecycle.QUEUED)
-            ]
-            raise AssertionError(f"{len(stuck)} intents never settled: {stuck[:5]}") from None
+            at_rest = (lifecycle.RUNNING, lifecycle.QUEUED)
+            stuck = [i for i in listed.intents if i.state not in at_rest]
+            raise AssertionError(
+                f"{len(stuck)} intents never settled:\n" + "\n".join(map(story, stuck[:5]))
+            ) from None
         objects = flare_intents(fluidos_world, replicas.namespace)
         running = [i for i in intents if i.state == lifecycle.RUNNING]
         per_provider = Counter[str]()
@@ -290,10 +239,9 @@ async def test_the_leader_killed_while_intents_are_created(
         assert reservations_of(fluidos_world, {i.name for i in running}) == Counter(
             {i.name: 1 for i in running}
         )
-        assert (
-            reservations_of(fluidos_world, {i.name for i in intents if i.state == lifecycle.QUEUED})
-            == Counter()
-        )
+        queued = [i for i in intents if i.state == lifecycle.QUEUED]
+        holding = reservations_of(fluidos_world, {i.name for i in queued})
+        assert holding == Counter(), "\n".join(story(i) for i in queued if i.name in holding)
         # The follower took over within the target.
         assert killed.is_set() and takeover[0] <= TAKEOVER_TARGET, takeover
         print(f"{load.intents} intents, takeover after kill -9: {takeover[0]:.2f} s")

@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from controlplane import engine as engine_module
 from controlplane.clock import utc_now
 from controlplane.engine import IntentEngine
 from controlplane.federation.local import LocalFederation, offers_from_document
@@ -215,3 +218,59 @@ async def test_a_gang_reserves_and_releases_every_node(store: SqliteStore) -> No
         assert (await federation.offers()).gpus_free.tolist() == [4, 4]
     finally:
         await engine.stop()
+
+
+class FlakyFederation(LocalFederation):
+    """A fake federation: the local one, except that its first `failures` deploys raise
+    what a busy API server makes the kubernetes client raise (not a FlareError)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(offers_from_document(ONE_NODE))
+        self.failures = failures
+        self.deploys = 0
+
+    async def deploy(self, intent: intent_pb2.Intent) -> str:
+        self.deploys += 1
+        if self.deploys <= self.failures:
+            raise ConnectionResetError("the API server went away mid-deploy")
+        return await super().deploy(intent)
+
+
+async def test_a_step_that_raised_is_taken_up_again_until_it_succeeds(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "RETRY_SECONDS", 0.01)
+    federation = FlakyFederation(failures=3)
+    engine = IntentEngine(store, federation)
+    await engine.start()
+    try:
+        name = await submit(store, engine, "flaky", 2)
+        (running,) = await settle(store, [name], lambda s: s == lifecycle.RUNNING)
+    finally:
+        await engine.stop()
+    assert federation.deploys == 4
+    assert federation.held_by(name) is not None
+    failed = [t for t in running.history if t.reason == "StepFailed"]
+    # Told once, on the first failure of the run, with what failed.
+    assert len(failed) == 1
+    assert "ConnectionResetError: the API server went away mid-deploy" in failed[0].message
+    assert failed[0].to_state == lifecycle.DEPLOYING
+
+
+async def test_retries_back_off_and_stop_with_the_engine(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "RETRY_SECONDS", 0.05)
+    federation = FlakyFederation(failures=1_000)
+    engine = IntentEngine(store, federation)
+    await engine.start()
+    name = await submit(store, engine, "down", 1)
+    await asyncio.sleep(1.0)
+    await engine.stop()
+    tries = federation.deploys
+    # 0.05 s doubling (halved at most by jitter): about five tries in a second, not dozens.
+    assert 3 <= tries <= 8, tries
+    await asyncio.sleep(0.5)
+    assert federation.deploys == tries  # a stopped engine takes nothing up again
+    intent = await store.get(name)
+    assert intent is not None and intent.state == lifecycle.DEPLOYING

@@ -17,6 +17,10 @@ FLUIDOS, Liqo and Capsule resources, through the kubernetes client.
 - release(): deletes all of it, the Contract included; idempotent.
 
 Waiting is done with watches on the one object waited for, never by polling.
+The kubernetes client blocks, so every call and wait runs on the adapter's own
+threads, more of them than the engine has workers: a reservation or a deploy
+waiting minutes for FLUIDOS never delays another intent's step, nor anything
+else the control plane runs on threads (its Lease, its journal).
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from controlplane.errors import FailedPrecondition
 from controlplane.federation.fluidos import selector, workload
@@ -47,6 +52,7 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 FLUIDOS = "fluidos"
 V1ALPHA1 = "v1alpha1"
 KINDS = {
@@ -61,6 +67,9 @@ FAILED_PHASES = frozenset({"Failed", "Timed Out"})
 STALE_OBJECT_SECONDS = 30.0
 # The standing Solver that keeps the PeeringCandidates current (find only, no filters).
 DISCOVERY_SOLVER = "flare-discovery"
+# Threads for the client's blocking calls and waits: each engine worker (16 by default)
+# waits on one at a time, the periodic check on one more.
+THREADS = 64
 
 
 # progress(intent name, reason, message): a step of the way, for the intent's history.
@@ -111,6 +120,7 @@ class FluidosFederation(CapacityListeners):
         timeouts: Timeouts | None = None,
         namespace: str = FLUIDOS,
         progress: Progress | None = None,
+        threads: int = THREADS,
     ) -> None:
         from kubernetes import client
 
@@ -132,6 +142,7 @@ class FluidosFederation(CapacityListeners):
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._synced = threading.Event()
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="flare-fluidos")
         # Seconds each intent spent waiting for FLUIDOS, Liqo and the pods (the rest of
         # its way to RUNNING is FLARE's own work), for the allocation benchmark.
         self.waited: dict[str, float] = {}
@@ -159,12 +170,17 @@ class FluidosFederation(CapacityListeners):
         )
         self._watcher = threading.Thread(target=self._watch, name="fluidos-watch", daemon=True)
         self._watcher.start()
-        await asyncio.to_thread(self._synced.wait, 30)
+        await self._blocking(self._synced.wait, 30)
 
     async def stop(self) -> None:
         self._stop.set()
         if self._watcher is not None:
-            await asyncio.to_thread(self._watcher.join, 5)
+            await self._blocking(self._watcher.join, 5)
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _blocking(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(*args)` on the adapter's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
 
     def _watch(self) -> None:
         from kubernetes import watch
@@ -273,6 +289,9 @@ class FluidosFederation(CapacityListeners):
             held = sum(n for c, n in self._holds.values() if c == candidate_name)
             free = (offer.gpus_free if offer else 0) - held
             if free < gpus:
+                # A leader that stopped mid-reserve may have left a Reservation (even a
+                # Contract) for this intent: an intent refused here holds nothing.
+                await self.release(intent)
                 raise CapacityGone(f"{candidate_name} has {max(free, 0)} free GPUs, {gpus} needed")
             self._holds[intent.name] = (candidate_name, gpus)
         needs = requirements.from_intent(intent)
@@ -295,32 +314,11 @@ class FluidosFederation(CapacityListeners):
                 },
             },
         )
-        offer = offer_of(candidate)
-        flavor = candidate["spec"]["flavor"]
 
         def for_this_candidate(reservation: dict[str, Any]) -> bool:
             return bool(reservation["spec"]["peeringCandidate"]["name"] == candidate_name)
 
-        body = {
-            "apiVersion": f"{KINDS['reservations']}/{V1ALPHA1}",
-            "kind": "Reservation",
-            "metadata": {"name": name, "namespace": self._namespace},
-            "spec": {
-                "solverID": name,
-                "buyer": self._identity.as_json(),
-                "seller": flavor["spec"]["owner"],
-                "peeringCandidate": {"name": candidate_name, "namespace": self._namespace},
-                "reserve": True,
-                "purchase": True,
-                "configuration": selector.k8slice_configuration(
-                    cpu=resources.cpu,
-                    memory=resources.memory,
-                    gpu_model=intent.placement.gpu_model,
-                    gpu_count=gpus,
-                    gpu_memory_gib=offer.gpu_memory_gib if offer else 0.0,
-                ),
-            },
-        }
+        body = self.reservation_of(intent, candidate)
         try:
             await self._create("reservations", body, made_for=for_this_candidate)
         except AllocationFailed as error:
@@ -347,6 +345,37 @@ class FluidosFederation(CapacityListeners):
         contract = ((reservation.get("status") or {}).get("contract") or {}).get("name", "")
         return f"reservation {name} solved: contract {contract} for {gpus} GPUs of {candidate_name}"
 
+    def reservation_of(
+        self, intent: intent_pb2.Intent, candidate: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The Reservation that buys the intent's placement on `candidate`."""
+        name = workload.resource_name(intent.name)
+        offer = offer_of(candidate)
+        resources = intent.workload.resources
+        return {
+            "apiVersion": f"{KINDS['reservations']}/{V1ALPHA1}",
+            "kind": "Reservation",
+            "metadata": {"name": name, "namespace": self._namespace},
+            "spec": {
+                "solverID": name,
+                "buyer": self._identity.as_json(),
+                "seller": candidate["spec"]["flavor"]["spec"]["owner"],
+                "peeringCandidate": {
+                    "name": candidate["metadata"]["name"],
+                    "namespace": self._namespace,
+                },
+                "reserve": True,
+                "purchase": True,
+                "configuration": selector.k8slice_configuration(
+                    cpu=resources.cpu,
+                    memory=resources.memory,
+                    gpu_model=intent.placement.gpu_model,
+                    gpu_count=sum(n.gpu_count for n in intent.placement.nodes),
+                    gpu_memory_gib=offer.gpu_memory_gib if offer else 0.0,
+                ),
+            },
+        }
+
     def _block(self, candidate: str, seconds: float | None = None) -> None:
         self._blocked[candidate] = time.monotonic() + (seconds or self._timeouts.blocked)
         self._table = None
@@ -369,9 +398,9 @@ class FluidosFederation(CapacityListeners):
         if status.get("status") == "Error":
             message = status.get("message", "")
             return Trouble("failed", "AllocationError", f"the allocation {name} failed: {message}")
-        for kind, object_name in await asyncio.to_thread(self._missing, intent):
+        for kind, object_name in await self._blocking(self._missing, intent):
             return Trouble("drift", "WorkloadMissing", f"{kind} {object_name} is gone")
-        return await asyncio.to_thread(self._pods_trouble, intent)
+        return await self._blocking(self._pods_trouble, intent)
 
     def _pods_trouble(self, intent: intent_pb2.Intent) -> Trouble | None:
         """A pod of the intent's current provider that the provider failed, or that
@@ -560,7 +589,7 @@ class FluidosFederation(CapacityListeners):
                         return True
             return False
 
-        if not await asyncio.to_thread(run):
+        if not await self._blocking(run):
             raise AllocationFailed(
                 f"the workload's pods did not run within {self._timeouts.pods:.0f} s"
             )
@@ -570,7 +599,7 @@ class FluidosFederation(CapacityListeners):
     async def release(self, intent: intent_pb2.Intent, *, moving: bool = False) -> None:
         name = workload.resource_name(intent.name)
         if moving:
-            await asyncio.to_thread(self._evacuate, intent)
+            await self._blocking(self._evacuate, intent)
         else:
             await self._delete_core_namespace(name)
         reservation = await self._get("reservations", name)
@@ -627,7 +656,7 @@ class FluidosFederation(CapacityListeners):
         if not name:
             return None
         try:
-            found: dict[str, Any] = await asyncio.to_thread(
+            found: dict[str, Any] = await self._blocking(
                 self._custom.get_namespaced_custom_object,
                 KINDS[plural],
                 V1ALPHA1,
@@ -658,7 +687,7 @@ class FluidosFederation(CapacityListeners):
         deadline = time.monotonic() + STALE_OBJECT_SECONDS
         while True:
             try:
-                await asyncio.to_thread(
+                await self._blocking(
                     self._custom.create_namespaced_custom_object,
                     KINDS[plural],
                     V1ALPHA1,
@@ -692,7 +721,7 @@ class FluidosFederation(CapacityListeners):
         from kubernetes.client.exceptions import ApiException
 
         with contextlib.suppress(ApiException):
-            await asyncio.to_thread(
+            await self._blocking(
                 self._custom.delete_namespaced_custom_object,
                 KINDS[plural],
                 V1ALPHA1,
@@ -748,7 +777,7 @@ class FluidosFederation(CapacityListeners):
 
         started = time.monotonic()
         try:
-            found = await asyncio.to_thread(run)
+            found = await self._blocking(run)
         finally:
             self._add_wait(intent, time.monotonic() - started)
         if found is None:
@@ -768,7 +797,7 @@ class FluidosFederation(CapacityListeners):
                 found = self._custom.get_cluster_custom_object(*where, name)
             return str(found["metadata"]["uid"])
 
-        return await asyncio.to_thread(run)
+        return await self._blocking(run)
 
     async def _apply_core(self, manifest: dict[str, Any]) -> None:
         """Creates a manifest, or leaves it when it exists (a retried step)."""
@@ -796,7 +825,7 @@ class FluidosFederation(CapacityListeners):
                 if any(e.status != 409 for e in failure.api_exceptions):
                     raise
 
-        await asyncio.to_thread(run)
+        await self._blocking(run)
 
     async def _delete_core_namespace(self, name: str) -> None:
         """Deletes the namespace and waits until it is gone (its workload with it)."""
@@ -825,7 +854,7 @@ class FluidosFederation(CapacityListeners):
                         return True
             return False
 
-        if not await asyncio.to_thread(run):
+        if not await self._blocking(run):
             log.warning("namespace %s is still being deleted", name)
 
 
