@@ -92,11 +92,8 @@ TO_RESERVING = [
     (lifecycle.PLANNING, "Planning"),
     (lifecycle.RESERVING, "Placed"),
 ]
-TO_RUNNING = [
-    *TO_RESERVING,
-    (lifecycle.DEPLOYING, "Reserved"),
-    (lifecycle.RUNNING, "Running"),
-]
+TO_DEPLOYING = [*TO_RESERVING, (lifecycle.DEPLOYING, "Reserved")]
+TO_RUNNING = [*TO_DEPLOYING, (lifecycle.RUNNING, "Running")]
 
 
 def reserve_as_the_old_leader(
@@ -129,6 +126,17 @@ def reserve_as_the_old_leader(
         return str(((reservation.get("status") or {}).get("contract") or {}).get("name", ""))
 
     return str(wait_until(contract, timeout=30, what=f"the reservation {name} solved"))
+
+
+async def reserved_by_the_old_leader(
+    world: World, running: Running, name: str
+) -> tuple[intent_pb2.Intent, str]:
+    """An intent of one GPU the old leader reserved on the cheapest provider and moved to
+    DEPLOYING before it stopped; returns it and its Contract's name."""
+    offers = (await running.plane.federation.offers()).offers
+    cheapest = next(o for o in offers if o.provider == "provider-2")
+    intent = await record(running, name, 1, TO_DEPLOYING, placed_on(cheapest, 1))
+    return intent, reserve_as_the_old_leader(world, running, intent, cheapest)
 
 
 async def test_a_leader_stopped_mid_reserve_leaves_nothing_held_by_an_intent_that_must_queue(
@@ -185,19 +193,9 @@ async def test_a_step_that_fails_on_the_new_leader_is_taken_up_again(
 
     data = tmp_path / "data"
     async with leader(data, service_account) as first:
-        offers = (await first.plane.federation.offers()).offers
-        cheapest = next(o for o in offers if o.provider == "provider-2")
-        reserving = await record(
-            first, "tenants/default/intents/deploying", 1, TO_RESERVING, placed_on(cheapest, 1)
+        reserving, _ = await reserved_by_the_old_leader(
+            fluidos_world, first, "tenants/default/intents/deploying"
         )
-        reserve_as_the_old_leader(fluidos_world, first, reserving, cheapest)
-
-        def reserved(current: intent_pb2.Intent) -> intent_pb2.Intent:
-            return lifecycle.transition(
-                current, lifecycle.DEPLOYING, reason="Reserved", message="", now=utc_now()
-            )
-
-        await first.plane.store.update(reserving.name, reserved)
 
     failures: list[str] = []
     real_apply = adapter.FluidosFederation._apply_core
@@ -229,19 +227,9 @@ async def test_a_leader_stopped_mid_deploy_after_its_allocation_is_followed_thro
     custom: Any = client.CustomObjectsApi(fluidos_world.consumer)
     data = tmp_path / "data"
     async with leader(data, service_account) as first:
-        offers = (await first.plane.federation.offers()).offers
-        cheapest = next(o for o in offers if o.provider == "provider-2")
-        reserving = await record(
-            first, "tenants/default/intents/allocated", 1, TO_RESERVING, placed_on(cheapest, 1)
+        reserving, contract = await reserved_by_the_old_leader(
+            fluidos_world, first, "tenants/default/intents/allocated"
         )
-        contract = reserve_as_the_old_leader(fluidos_world, first, reserving, cheapest)
-
-        def reserved(current: intent_pb2.Intent) -> intent_pb2.Intent:
-            return lifecycle.transition(
-                current, lifecycle.DEPLOYING, reason="Reserved", message="", now=utc_now()
-            )
-
-        await first.plane.store.update(reserving.name, reserved)
         name = workload.resource_name(reserving.name)
         custom.create_namespaced_custom_object(
             "nodecore.fluidos.eu",

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -13,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from controlplane.federation.local import DEMO_FEDERATION, load_offers
 from controlplane.placement import filters, planner, requirements, table
 from controlplane.placement.offers import Offer
 from flare import geo, gpus
+from tests.env_dirs import directory_named_by
 from tests.intents import SEED_INFERENCE, SEED_TRAINING, intent_from
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,12 +156,7 @@ def test_the_seed_intents_are_placeable() -> None:
 
 
 def test_the_build_script_reproduces_the_packaged_file(tmp_path: Path) -> None:
-    location = os.environ.get(CATALOGS_ENV)
-    if not location:
-        pytest.skip(f"{CATALOGS_ENV} is not set: no catalogs to rebuild the federation from")
-    catalogs = Path(location)
-    if not catalogs.is_dir():
-        pytest.fail(f"{CATALOGS_ENV}={location} is not a directory")
+    catalogs = directory_named_by(CATALOGS_ENV, "no catalogs to rebuild the federation from")
     output = tmp_path / "catalog-federation.json"
     done = subprocess.run(
         [

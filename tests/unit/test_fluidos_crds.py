@@ -7,13 +7,12 @@ Without it that test is skipped, saying so; the structural checks below always r
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.env_dirs import directory_named_by
 from tests.harness.crds import load_crds
 from tests.harness.fluidos_crds import VERSION, fluidos_crds, struct
 
@@ -55,20 +54,11 @@ def _differences(ours: Any, theirs: Any, path: str = "") -> Iterator[str]:
         yield f"{path}: ours {ours!r}, published {theirs!r}"
 
 
-def _published_dir() -> Path:
-    location = os.environ.get(PUBLISHED_ENV)
-    if not location:
-        pytest.skip(f"{PUBLISHED_ENV} is not set: no published FLUIDOS manifests to compare with")
-    directory = Path(location)
-    if not directory.is_dir():
-        pytest.fail(f"{PUBLISHED_ENV}={location} is not a directory")
-    return directory
-
-
 def test_the_crds_match_the_published_manifests_field_by_field() -> None:
+    directory = directory_named_by(PUBLISHED_ENV, "no published FLUIDOS manifests to compare with")
     published = {
         crd["metadata"]["name"]: crd
-        for crd in load_crds(sorted(_published_dir().glob("*.fluidos.eu_*.yaml")))
+        for crd in load_crds(sorted(directory.glob("*.fluidos.eu_*.yaml")))
     }
     ours = {crd["metadata"]["name"]: crd for crd in fluidos_crds()}
     assert sorted(ours) == sorted(published)
