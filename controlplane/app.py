@@ -56,7 +56,13 @@ from controlplane.telemetry.watch import Watchers
 from controlplane.webhooks import Webhooks
 from flare import tls
 from flare.money import DEFAULT_RATES_PER_EUR
-from flare.v1 import intent_pb2, intent_service_pb2, offer_service_pb2, token_service_pb2
+from flare.v1 import (
+    intent_pb2,
+    intent_service_pb2,
+    offer_service_pb2,
+    telemetry_service_pb2,
+    token_service_pb2,
+)
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -79,6 +85,7 @@ def default_identity() -> str:
 class Settings:
     listen: str = "127.0.0.1:50051"
     http_listen: str = "127.0.0.1:8080"  # "" disables the REST gateway
+    console: bool = True  # the web console at /console/ on the REST gateway's port
     data_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "share" / "flare")
     federation_file: Path | None = None
     synchronous: Synchronous = "FULL"
@@ -260,10 +267,11 @@ class ControlPlane:
                 intent_service_pb2.DESCRIPTOR.services_by_name["IntentService"],
                 offer_service_pb2.DESCRIPTOR.services_by_name["OfferService"],
                 token_service_pb2.DESCRIPTOR.services_by_name["TokenService"],
+                telemetry_service_pb2.DESCRIPTOR.services_by_name["TelemetryService"],
             ]
             gateway = Gateway(gateway_target, services)
             self._runner, self.http_port = await _serve_http(
-                gateway.app(),
+                gateway.app(console=settings.console),
                 settings.http_listen,
                 settings.grace_seconds,
                 tls.server_ssl_context(settings.tls_cert, settings.tls_key)

@@ -47,6 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="REST gateway address, or 'off' (FLARE_HTTP_LISTEN; default %(default)s)",
     )
     parser.add_argument(
+        "--console",
+        action=argparse.BooleanOptionalAction,
+        default=env("FLARE_CONSOLE", "on") != "off",
+        help="serve the web console at /console/ on the REST port "
+        "(FLARE_CONSOLE=off or --no-console turns it off; default on)",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=Path(env("FLARE_DATA_DIR", str(defaults.data_dir))),
@@ -253,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         balanced_weights=balanced,
         listen=args.listen,
         http_listen="" if args.http_listen == "off" else args.http_listen,
+        console=args.console,
         data_dir=args.data_dir,
         federation_file=args.federation_file,
         synchronous=args.sync,

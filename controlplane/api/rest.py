@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import yaml
 from aiohttp import web
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import json_format, message_factory
@@ -32,12 +33,14 @@ from google.protobuf.descriptor import (
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from controlplane import console as web_console
 from controlplane.api.status import http_status
 from flare.dialect import normalize
 from flare.violation import FieldViolation
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4 * 1024 * 1024
+YAML_MEDIA_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml"})
 TOO_DEEP = "nests too deeply"
 _VARIABLE = re.compile(r"\{([a-z_.]+)(?:=([^}]*))?\}")
 _DETAIL_TYPES: dict[str, type[Message]] = {
@@ -142,25 +145,25 @@ def _query_value(field: FieldDescriptor, text: str) -> Any:
 
 
 def build_request(
-    route: Route, captured: dict[str, str], query: Iterable[tuple[str, str]], body: bytes
+    route: Route,
+    captured: dict[str, str],
+    query: Iterable[tuple[str, str]],
+    body: bytes,
+    media_type: str = "application/json",
 ) -> Message:
-    """The gRPC request message for an HTTP request on `route`."""
+    """The gRPC request message for an HTTP request on `route`. A body is JSON,
+    or YAML when `media_type` says so."""
     descriptor = route.method.input_type
     data: dict[str, Any] = {}
     if route.body:
-        try:
-            payload = json.loads(body or b"{}")
-        except ValueError as error:
-            raise BadJson([FieldViolation("body", f"not JSON: {error}")]) from error
-        except RecursionError:
-            raise BadJson([FieldViolation("body", TOO_DEEP)]) from None
+        payload = _yaml_payload(body) if media_type in YAML_MEDIA_TYPES else _json_payload(body)
         try:  # JSON's \ud800 escapes decode to text that is not Unicode
             json.dumps(payload, ensure_ascii=False).encode()
         except UnicodeEncodeError:
             raise BadJson([FieldViolation("body", "holds an unpaired surrogate")]) from None
         if route.body == "*":
             if not isinstance(payload, dict):
-                raise BadJson([FieldViolation("body", "must be a JSON object")])
+                raise BadJson([FieldViolation("body", "must be an object (a mapping of fields)")])
             data = payload
         else:
             data[route.body] = payload
@@ -194,6 +197,43 @@ def build_request(
     except RecursionError:
         raise BadJson([FieldViolation("body", TOO_DEEP)]) from None
     return request
+
+
+def _json_payload(body: bytes) -> Any:
+    try:
+        return json.loads(body or b"{}")
+    except ValueError as error:
+        raise BadJson([FieldViolation("body", f"not JSON: {error}")]) from error
+    except RecursionError:
+        raise BadJson([FieldViolation("body", TOO_DEEP)]) from None
+
+
+class _PlainYamlLoader(yaml.SafeLoader):
+    """YAML without aliases: a request never needs them, and a few nested
+    aliases expand to more than memory holds."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.MarkedYAMLError(
+                None, None, "aliases (*name) are not accepted", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _yaml_payload(body: bytes) -> Any:
+    try:
+        payload = yaml.load(body or b"{}", Loader=_PlainYamlLoader)  # a SafeLoader without aliases
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise BadJson([FieldViolation("body", f"not YAML: {error.problem}{where}")]) from error
+    except yaml.YAMLError as error:
+        raise BadJson([FieldViolation("body", f"not YAML: {error}")]) from error
+    except RecursionError:
+        raise BadJson([FieldViolation("body", TOO_DEEP)]) from None
+    # YAML's dates and timestamps are written as text, as JSON would carry them.
+    return {} if payload is None else json.loads(json.dumps(payload, default=str))
 
 
 def _too_large() -> web.Response:
@@ -239,8 +279,12 @@ class Gateway:
         self._routes = routes(services)
         self._channel: grpc.aio.Channel | None = None
 
-    def app(self) -> web.Application:
+    def app(self, *, console: bool = False) -> web.Application:
+        """The gateway's application; with `console`, the web console too, at /console/."""
         app = web.Application(client_max_size=MAX_BODY_BYTES)
+        if console:
+            app.add_routes(web_console.routes())
+            app.on_response_prepare.append(web_console.on_prepare)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         app.on_startup.append(self._open)
         app.on_cleanup.append(self._close)
@@ -288,7 +332,9 @@ class Gateway:
         except web.HTTPRequestEntityTooLarge:
             return _too_large()
         try:
-            message = build_request(route, captured, request.query.items(), body)
+            message = build_request(
+                route, captured, request.query.items(), body, request.content_type
+            )
         except BadJson as bad:
             detail = error_details_pb2.BadRequest()
             for violation in bad.violations:

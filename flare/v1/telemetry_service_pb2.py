@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 
 from flare.v1 import common_pb2 as flare_dot_v1_dot_common__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n flare/v1/telemetry_service.proto\x12\x08\x66lare.v1\x1a\x15\x66lare/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xa5\x01\n\x16StreamTelemetryRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x16\n\x0e\x61gent_instance\x18\x02 \x01(\t\x12,\n\tinventory\x18\x03 \x01(\x0b\x32\x17.flare.v1.NodeInventoryH\x00\x12(\n\x07samples\x18\x04 \x01(\x0b\x32\x15.flare.v1.SampleBatchH\x00\x42\t\n\x07payload\"L\n\x17StreamTelemetryResponse\x12\x16\n\x0e\x61\x63ked_sequence\x18\x01 \x01(\x04\x12\x19\n\x11missing_sequences\x18\x02 \x03(\x04\"C\n\x15RelayTelemetryRequest\x12*\n\x08messages\x18\x01 \x03(\x0b\x32\x18.flare.v1.RelayedMessage\"A\n\x0eRelayedMessage\x12\x0e\n\x06stream\x18\x01 \x01(\x04\x12\x0f\n\x07request\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63losed\x18\x03 \x01(\x08\"B\n\x16RelayTelemetryResponse\x12(\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x17.flare.v1.RelayedAnswer\"T\n\rRelayedAnswer\x12\x0e\n\x06stream\x18\x01 \x01(\x04\x12\x10\n\x08response\x18\x02 \x01(\x0c\x12!\n\x05\x65nded\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status\"\xb7\x02\n\rNodeInventory\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x0c\n\x04zone\x18\x05 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x06 \x01(\t\x12\x17\n\x0fruntime_version\x18\x07 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x08 \x01(\t\x12!\n\x04gpus\x18\t \x03(\x0b\x32\x13.flare.v1.GpuDevice\x12 \n\x05links\x18\n \x03(\x0b\x32\x11.flare.v1.GpuLink\x12(\n\x04time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05terms\x18\x0c \x01(\x0b\x32\x17.flare.v1.ProviderTerms\"\xcf\x01\n\rProviderTerms\x12$\n\x0bhourly_rate\x18\x01 \x01(\x0b\x32\x0f.flare.v1.Money\x12\x13\n\x0bpreemptible\x18\x02 \x01(\x08\x12\x0f\n\x07\x63ountry\x18\x03 \x01(\t\x12!\n\x14\x61vailability_percent\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1f\n\x12network_latency_ms\x18\x05 \x01(\rH\x01\x88\x01\x01\x42\x17\n\x15_availability_percentB\x15\n\x13_network_latency_ms\"\xc1\x02\n\tGpuDevice\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x10\n\x08raw_name\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0e\n\x06vendor\x18\x05 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x06 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\x12\x1a\n\x12\x63ompute_capability\x18\x08 \x01(\t\x12\x12\n\npci_bus_id\x18\t \x01(\t\x12\x11\n\tnuma_node\x18\n \x01(\x05\x12\x13\n\x0bmig_enabled\x18\x0b \x01(\x08\x12,\n\rmig_instances\x18\x0c \x03(\x0b\x32\x15.flare.v1.MigInstance\x12\x1e\n\x11power_limit_watts\x18\r \x01(\x01H\x00\x88\x01\x01\x42\x14\n\x12_power_limit_watts\"B\n\x0bMigInstance\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\"N\n\x07GpuLink\x12\r\n\x05gpu_a\x18\x01 \x01(\r\x12\r\n\x05gpu_b\x18\x02 \x01(\r\x12\x11\n\tlink_type\x18\x03 \x01(\t\x12\x12\n\nlink_count\x18\x04 \x01(\r\"3\n\x0bSampleBatch\x12$\n\x07samples\x18\x01 \x03(\x0b\x32\x13.flare.v1.GpuSample\"\xaf\x06\n\tGpuSample\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x17gpu_utilization_percent\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\'\n\x1amemory_utilization_percent\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x1e\n\x11memory_used_bytes\x18\x05 \x01(\x04H\x02\x88\x01\x01\x12\x1e\n\x11memory_free_bytes\x18\x06 \x01(\x04H\x03\x88\x01\x01\x12 \n\x13temperature_celsius\x18\x07 \x01(\x01H\x04\x88\x01\x01\x12\x18\n\x0bpower_watts\x18\x08 \x01(\x01H\x05\x88\x01\x01\x12\x19\n\x0csm_clock_mhz\x18\t \x01(\rH\x06\x88\x01\x01\x12\x1d\n\x10throttle_reasons\x18\n \x01(\x04H\x07\x88\x01\x01\x12 \n\x13\x65\x63\x63_corrected_total\x18\x0b \x01(\x04H\x08\x88\x01\x01\x12\"\n\x15\x65\x63\x63_uncorrected_total\x18\x0c \x01(\x04H\t\x88\x01\x01\x12\x36\n\nxid_counts\x18\r \x03(\x0b\x32\".flare.v1.GpuSample.XidCountsEntry\x12)\n\tprocesses\x18\x0e \x03(\x0b\x32\x16.flare.v1.ProcessUsage\x12#\n\x06health\x18\x0f \x01(\x0e\x32\x13.flare.v1.GpuHealth\x1a\x30\n\x0eXidCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x42\x1a\n\x18_gpu_utilization_percentB\x1d\n\x1b_memory_utilization_percentB\x14\n\x12_memory_used_bytesB\x14\n\x12_memory_free_bytesB\x16\n\x14_temperature_celsiusB\x0e\n\x0c_power_wattsB\x0f\n\r_sm_clock_mhzB\x13\n\x11_throttle_reasonsB\x16\n\x14_ecc_corrected_totalB\x18\n\x16_ecc_uncorrected_total\"_\n\x0cProcessUsage\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x19\n\x11memory_used_bytes\x18\x02 \x01(\x04\x12\x15\n\rpod_namespace\x18\x03 \x01(\t\x12\x10\n\x08pod_name\x18\x04 \x01(\t\"\\\n\x17WatchUtilizationRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x11\n\tgpu_model\x18\x03 \x01(\t\x12\x0e\n\x06intent\x18\x04 \x01(\t\"d\n\x18WatchUtilizationResponse\x12&\n\x04type\x18\x01 \x01(\x0e\x32\x18.flare.v1.WatchEventType\x12 \n\x04gpus\x18\x02 \x03(\x0b\x32\x12.flare.v1.GpuState\"\xce\x01\n\x08GpuState\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12#\n\x06\x64\x65vice\x18\x04 \x01(\x0b\x32\x13.flare.v1.GpuDevice\x12#\n\x06latest\x18\x05 \x01(\x0b\x32\x13.flare.v1.GpuSample\x12\x0e\n\x06intent\x18\x06 \x01(\t\x12\r\n\x05stale\x18\x07 \x01(\x08\x12(\n\x0blast_minute\x18\x08 \x01(\x0b\x32\x13.flare.v1.GpuWindow\"w\n\tGpuWindow\x12$\n\x17gpu_utilization_percent\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bpower_watts\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x1a\n\x18_gpu_utilization_percentB\x0e\n\x0c_power_watts*r\n\tGpuHealth\x12\x1a\n\x16GPU_HEALTH_UNSPECIFIED\x10\x00\x12\x16\n\x12GPU_HEALTH_HEALTHY\x10\x01\x12\x17\n\x13GPU_HEALTH_DEGRADED\x10\x02\x12\x18\n\x14GPU_HEALTH_UNHEALTHY\x10\x03*\x8b\x01\n\x0eWatchEventType\x12 \n\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19WATCH_EVENT_TYPE_SNAPSHOT\x10\x01\x12\x1b\n\x17WATCH_EVENT_TYPE_UPDATE\x10\x02\x12\x1b\n\x17WATCH_EVENT_TYPE_RESYNC\x10\x03\x32\xa4\x02\n\x10TelemetryService\x12Z\n\x0fStreamTelemetry\x12 .flare.v1.StreamTelemetryRequest\x1a!.flare.v1.StreamTelemetryResponse(\x01\x30\x01\x12W\n\x0eRelayTelemetry\x12\x1f.flare.v1.RelayTelemetryRequest\x1a .flare.v1.RelayTelemetryResponse(\x01\x30\x01\x12[\n\x10WatchUtilization\x12!.flare.v1.WatchUtilizationRequest\x1a\".flare.v1.WatchUtilizationResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n flare/v1/telemetry_service.proto\x12\x08\x66lare.v1\x1a\x15\x66lare/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xa5\x01\n\x16StreamTelemetryRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x16\n\x0e\x61gent_instance\x18\x02 \x01(\t\x12,\n\tinventory\x18\x03 \x01(\x0b\x32\x17.flare.v1.NodeInventoryH\x00\x12(\n\x07samples\x18\x04 \x01(\x0b\x32\x15.flare.v1.SampleBatchH\x00\x42\t\n\x07payload\"L\n\x17StreamTelemetryResponse\x12\x16\n\x0e\x61\x63ked_sequence\x18\x01 \x01(\x04\x12\x19\n\x11missing_sequences\x18\x02 \x03(\x04\"C\n\x15RelayTelemetryRequest\x12*\n\x08messages\x18\x01 \x03(\x0b\x32\x18.flare.v1.RelayedMessage\"A\n\x0eRelayedMessage\x12\x0e\n\x06stream\x18\x01 \x01(\x04\x12\x0f\n\x07request\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63losed\x18\x03 \x01(\x08\"B\n\x16RelayTelemetryResponse\x12(\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x17.flare.v1.RelayedAnswer\"T\n\rRelayedAnswer\x12\x0e\n\x06stream\x18\x01 \x01(\x04\x12\x10\n\x08response\x18\x02 \x01(\x0c\x12!\n\x05\x65nded\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status\"\xb7\x02\n\rNodeInventory\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x0c\n\x04zone\x18\x05 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x06 \x01(\t\x12\x17\n\x0fruntime_version\x18\x07 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x08 \x01(\t\x12!\n\x04gpus\x18\t \x03(\x0b\x32\x13.flare.v1.GpuDevice\x12 \n\x05links\x18\n \x03(\x0b\x32\x11.flare.v1.GpuLink\x12(\n\x04time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05terms\x18\x0c \x01(\x0b\x32\x17.flare.v1.ProviderTerms\"\xcf\x01\n\rProviderTerms\x12$\n\x0bhourly_rate\x18\x01 \x01(\x0b\x32\x0f.flare.v1.Money\x12\x13\n\x0bpreemptible\x18\x02 \x01(\x08\x12\x0f\n\x07\x63ountry\x18\x03 \x01(\t\x12!\n\x14\x61vailability_percent\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1f\n\x12network_latency_ms\x18\x05 \x01(\rH\x01\x88\x01\x01\x42\x17\n\x15_availability_percentB\x15\n\x13_network_latency_ms\"\xc1\x02\n\tGpuDevice\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x10\n\x08raw_name\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0e\n\x06vendor\x18\x05 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x06 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\x12\x1a\n\x12\x63ompute_capability\x18\x08 \x01(\t\x12\x12\n\npci_bus_id\x18\t \x01(\t\x12\x11\n\tnuma_node\x18\n \x01(\x05\x12\x13\n\x0bmig_enabled\x18\x0b \x01(\x08\x12,\n\rmig_instances\x18\x0c \x03(\x0b\x32\x15.flare.v1.MigInstance\x12\x1e\n\x11power_limit_watts\x18\r \x01(\x01H\x00\x88\x01\x01\x42\x14\n\x12_power_limit_watts\"B\n\x0bMigInstance\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\"N\n\x07GpuLink\x12\r\n\x05gpu_a\x18\x01 \x01(\r\x12\r\n\x05gpu_b\x18\x02 \x01(\r\x12\x11\n\tlink_type\x18\x03 \x01(\t\x12\x12\n\nlink_count\x18\x04 \x01(\r\"3\n\x0bSampleBatch\x12$\n\x07samples\x18\x01 \x03(\x0b\x32\x13.flare.v1.GpuSample\"\xaf\x06\n\tGpuSample\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x17gpu_utilization_percent\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\'\n\x1amemory_utilization_percent\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x1e\n\x11memory_used_bytes\x18\x05 \x01(\x04H\x02\x88\x01\x01\x12\x1e\n\x11memory_free_bytes\x18\x06 \x01(\x04H\x03\x88\x01\x01\x12 \n\x13temperature_celsius\x18\x07 \x01(\x01H\x04\x88\x01\x01\x12\x18\n\x0bpower_watts\x18\x08 \x01(\x01H\x05\x88\x01\x01\x12\x19\n\x0csm_clock_mhz\x18\t \x01(\rH\x06\x88\x01\x01\x12\x1d\n\x10throttle_reasons\x18\n \x01(\x04H\x07\x88\x01\x01\x12 \n\x13\x65\x63\x63_corrected_total\x18\x0b \x01(\x04H\x08\x88\x01\x01\x12\"\n\x15\x65\x63\x63_uncorrected_total\x18\x0c \x01(\x04H\t\x88\x01\x01\x12\x36\n\nxid_counts\x18\r \x03(\x0b\x32\".flare.v1.GpuSample.XidCountsEntry\x12)\n\tprocesses\x18\x0e \x03(\x0b\x32\x16.flare.v1.ProcessUsage\x12#\n\x06health\x18\x0f \x01(\x0e\x32\x13.flare.v1.GpuHealth\x1a\x30\n\x0eXidCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x42\x1a\n\x18_gpu_utilization_percentB\x1d\n\x1b_memory_utilization_percentB\x14\n\x12_memory_used_bytesB\x14\n\x12_memory_free_bytesB\x16\n\x14_temperature_celsiusB\x0e\n\x0c_power_wattsB\x0f\n\r_sm_clock_mhzB\x13\n\x11_throttle_reasonsB\x16\n\x14_ecc_corrected_totalB\x18\n\x16_ecc_uncorrected_total\"_\n\x0cProcessUsage\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x19\n\x11memory_used_bytes\x18\x02 \x01(\x04\x12\x15\n\rpod_namespace\x18\x03 \x01(\t\x12\x10\n\x08pod_name\x18\x04 \x01(\t\"\\\n\x17WatchUtilizationRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x11\n\tgpu_model\x18\x03 \x01(\t\x12\x0e\n\x06intent\x18\x04 \x01(\t\"d\n\x18WatchUtilizationResponse\x12&\n\x04type\x18\x01 \x01(\x0e\x32\x18.flare.v1.WatchEventType\x12 \n\x04gpus\x18\x02 \x03(\x0b\x32\x12.flare.v1.GpuState\"\xce\x01\n\x08GpuState\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12#\n\x06\x64\x65vice\x18\x04 \x01(\x0b\x32\x13.flare.v1.GpuDevice\x12#\n\x06latest\x18\x05 \x01(\x0b\x32\x13.flare.v1.GpuSample\x12\x0e\n\x06intent\x18\x06 \x01(\t\x12\r\n\x05stale\x18\x07 \x01(\x08\x12(\n\x0blast_minute\x18\x08 \x01(\x0b\x32\x13.flare.v1.GpuWindow\"w\n\tGpuWindow\x12$\n\x17gpu_utilization_percent\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bpower_watts\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x1a\n\x18_gpu_utilization_percentB\x0e\n\x0c_power_watts*r\n\tGpuHealth\x12\x1a\n\x16GPU_HEALTH_UNSPECIFIED\x10\x00\x12\x16\n\x12GPU_HEALTH_HEALTHY\x10\x01\x12\x17\n\x13GPU_HEALTH_DEGRADED\x10\x02\x12\x18\n\x14GPU_HEALTH_UNHEALTHY\x10\x03*\x8b\x01\n\x0eWatchEventType\x12 \n\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19WATCH_EVENT_TYPE_SNAPSHOT\x10\x01\x12\x1b\n\x17WATCH_EVENT_TYPE_UPDATE\x10\x02\x12\x1b\n\x17WATCH_EVENT_TYPE_RESYNC\x10\x03\x32\xc1\x02\n\x10TelemetryService\x12Z\n\x0fStreamTelemetry\x12 .flare.v1.StreamTelemetryRequest\x1a!.flare.v1.StreamTelemetryResponse(\x01\x30\x01\x12W\n\x0eRelayTelemetry\x12\x1f.flare.v1.RelayTelemetryRequest\x1a .flare.v1.RelayTelemetryResponse(\x01\x30\x01\x12x\n\x10WatchUtilization\x12!.flare.v1.WatchUtilizationRequest\x1a\".flare.v1.WatchUtilizationResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/utilization0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,48 +38,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GPUSAMPLE_XIDCOUNTSENTRY']._loaded_options = None
   _globals['_GPUSAMPLE_XIDCOUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_GPUHEALTH']._serialized_start=3153
-  _globals['_GPUHEALTH']._serialized_end=3267
-  _globals['_WATCHEVENTTYPE']._serialized_start=3270
-  _globals['_WATCHEVENTTYPE']._serialized_end=3409
-  _globals['_STREAMTELEMETRYREQUEST']._serialized_start=128
-  _globals['_STREAMTELEMETRYREQUEST']._serialized_end=293
-  _globals['_STREAMTELEMETRYRESPONSE']._serialized_start=295
-  _globals['_STREAMTELEMETRYRESPONSE']._serialized_end=371
-  _globals['_RELAYTELEMETRYREQUEST']._serialized_start=373
-  _globals['_RELAYTELEMETRYREQUEST']._serialized_end=440
-  _globals['_RELAYEDMESSAGE']._serialized_start=442
-  _globals['_RELAYEDMESSAGE']._serialized_end=507
-  _globals['_RELAYTELEMETRYRESPONSE']._serialized_start=509
-  _globals['_RELAYTELEMETRYRESPONSE']._serialized_end=575
-  _globals['_RELAYEDANSWER']._serialized_start=577
-  _globals['_RELAYEDANSWER']._serialized_end=661
-  _globals['_NODEINVENTORY']._serialized_start=664
-  _globals['_NODEINVENTORY']._serialized_end=975
-  _globals['_PROVIDERTERMS']._serialized_start=978
-  _globals['_PROVIDERTERMS']._serialized_end=1185
-  _globals['_GPUDEVICE']._serialized_start=1188
-  _globals['_GPUDEVICE']._serialized_end=1509
-  _globals['_MIGINSTANCE']._serialized_start=1511
-  _globals['_MIGINSTANCE']._serialized_end=1577
-  _globals['_GPULINK']._serialized_start=1579
-  _globals['_GPULINK']._serialized_end=1657
-  _globals['_SAMPLEBATCH']._serialized_start=1659
-  _globals['_SAMPLEBATCH']._serialized_end=1710
-  _globals['_GPUSAMPLE']._serialized_start=1713
-  _globals['_GPUSAMPLE']._serialized_end=2528
-  _globals['_GPUSAMPLE_XIDCOUNTSENTRY']._serialized_start=2249
-  _globals['_GPUSAMPLE_XIDCOUNTSENTRY']._serialized_end=2297
-  _globals['_PROCESSUSAGE']._serialized_start=2530
-  _globals['_PROCESSUSAGE']._serialized_end=2625
-  _globals['_WATCHUTILIZATIONREQUEST']._serialized_start=2627
-  _globals['_WATCHUTILIZATIONREQUEST']._serialized_end=2719
-  _globals['_WATCHUTILIZATIONRESPONSE']._serialized_start=2721
-  _globals['_WATCHUTILIZATIONRESPONSE']._serialized_end=2821
-  _globals['_GPUSTATE']._serialized_start=2824
-  _globals['_GPUSTATE']._serialized_end=3030
-  _globals['_GPUWINDOW']._serialized_start=3032
-  _globals['_GPUWINDOW']._serialized_end=3151
-  _globals['_TELEMETRYSERVICE']._serialized_start=3412
-  _globals['_TELEMETRYSERVICE']._serialized_end=3704
+  _globals['_TELEMETRYSERVICE'].methods_by_name['WatchUtilization']._loaded_options = None
+  _globals['_TELEMETRYSERVICE'].methods_by_name['WatchUtilization']._serialized_options = b'\202\323\344\223\002\025\022\023/api/v1/utilization'
+  _globals['_GPUHEALTH']._serialized_start=3183
+  _globals['_GPUHEALTH']._serialized_end=3297
+  _globals['_WATCHEVENTTYPE']._serialized_start=3300
+  _globals['_WATCHEVENTTYPE']._serialized_end=3439
+  _globals['_STREAMTELEMETRYREQUEST']._serialized_start=158
+  _globals['_STREAMTELEMETRYREQUEST']._serialized_end=323
+  _globals['_STREAMTELEMETRYRESPONSE']._serialized_start=325
+  _globals['_STREAMTELEMETRYRESPONSE']._serialized_end=401
+  _globals['_RELAYTELEMETRYREQUEST']._serialized_start=403
+  _globals['_RELAYTELEMETRYREQUEST']._serialized_end=470
+  _globals['_RELAYEDMESSAGE']._serialized_start=472
+  _globals['_RELAYEDMESSAGE']._serialized_end=537
+  _globals['_RELAYTELEMETRYRESPONSE']._serialized_start=539
+  _globals['_RELAYTELEMETRYRESPONSE']._serialized_end=605
+  _globals['_RELAYEDANSWER']._serialized_start=607
+  _globals['_RELAYEDANSWER']._serialized_end=691
+  _globals['_NODEINVENTORY']._serialized_start=694
+  _globals['_NODEINVENTORY']._serialized_end=1005
+  _globals['_PROVIDERTERMS']._serialized_start=1008
+  _globals['_PROVIDERTERMS']._serialized_end=1215
+  _globals['_GPUDEVICE']._serialized_start=1218
+  _globals['_GPUDEVICE']._serialized_end=1539
+  _globals['_MIGINSTANCE']._serialized_start=1541
+  _globals['_MIGINSTANCE']._serialized_end=1607
+  _globals['_GPULINK']._serialized_start=1609
+  _globals['_GPULINK']._serialized_end=1687
+  _globals['_SAMPLEBATCH']._serialized_start=1689
+  _globals['_SAMPLEBATCH']._serialized_end=1740
+  _globals['_GPUSAMPLE']._serialized_start=1743
+  _globals['_GPUSAMPLE']._serialized_end=2558
+  _globals['_GPUSAMPLE_XIDCOUNTSENTRY']._serialized_start=2279
+  _globals['_GPUSAMPLE_XIDCOUNTSENTRY']._serialized_end=2327
+  _globals['_PROCESSUSAGE']._serialized_start=2560
+  _globals['_PROCESSUSAGE']._serialized_end=2655
+  _globals['_WATCHUTILIZATIONREQUEST']._serialized_start=2657
+  _globals['_WATCHUTILIZATIONREQUEST']._serialized_end=2749
+  _globals['_WATCHUTILIZATIONRESPONSE']._serialized_start=2751
+  _globals['_WATCHUTILIZATIONRESPONSE']._serialized_end=2851
+  _globals['_GPUSTATE']._serialized_start=2854
+  _globals['_GPUSTATE']._serialized_end=3060
+  _globals['_GPUWINDOW']._serialized_start=3062
+  _globals['_GPUWINDOW']._serialized_end=3181
+  _globals['_TELEMETRYSERVICE']._serialized_start=3442
+  _globals['_TELEMETRYSERVICE']._serialized_end=3763
 # @@protoc_insertion_point(module_scope)

@@ -88,7 +88,7 @@ class TelemetryServiceServicer:
     def WatchUtilization(self, request, context):
         """Live GPU state, scoped to the caller's tenant: a snapshot first, then
         changes. A watcher that falls behind gets a RESYNC and a fresh snapshot,
-        never a silent gap.
+        never a silent gap. Over REST the events are newline-delimited JSON.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

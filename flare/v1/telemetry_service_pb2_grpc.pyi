@@ -57,7 +57,7 @@ class TelemetryServiceStub:
     WatchUtilization: _grpc.UnaryStreamMultiCallable[_telemetry_service_pb2.WatchUtilizationRequest, _telemetry_service_pb2.WatchUtilizationResponse]
     """Live GPU state, scoped to the caller's tenant: a snapshot first, then
     changes. A watcher that falls behind gets a RESYNC and a fresh snapshot,
-    never a silent gap.
+    never a silent gap. Over REST the events are newline-delimited JSON.
     """
 
 @_typing.type_check_only
@@ -88,7 +88,7 @@ class TelemetryServiceAsyncStub(TelemetryServiceStub):
     WatchUtilization: _aio.UnaryStreamMultiCallable[_telemetry_service_pb2.WatchUtilizationRequest, _telemetry_service_pb2.WatchUtilizationResponse]  # type: ignore[assignment]
     """Live GPU state, scoped to the caller's tenant: a snapshot first, then
     changes. A watcher that falls behind gets a RESYNC and a fresh snapshot,
-    never a silent gap.
+    never a silent gap. Over REST the events are newline-delimited JSON.
     """
 
 class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -134,7 +134,7 @@ class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_telemetry_service_pb2.WatchUtilizationResponse], _abc.AsyncIterator[_telemetry_service_pb2.WatchUtilizationResponse]]:
         """Live GPU state, scoped to the caller's tenant: a snapshot first, then
         changes. A watcher that falls behind gets a RESYNC and a fresh snapshot,
-        never a silent gap.
+        never a silent gap. Over REST the events are newline-delimited JSON.
         """
 
 def add_TelemetryServiceServicer_to_server(servicer: TelemetryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

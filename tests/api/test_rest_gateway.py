@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.controlplane_fixtures import Running
+from tests.controlplane_fixtures import Running, plane_settings, serving
 from tests.intents import SEED_INFERENCE, SEED_TRAINING
 
 
@@ -163,3 +165,58 @@ async def test_a_request_aiohttp_cannot_parse_is_answered_400_and_not_logged_as_
             assert response.status == 400
         await asyncio.sleep(0.1)
     assert [r for r in caplog.records if r.name == "aiohttp.server"] == []
+
+
+async def test_a_yaml_body_is_read_like_json_and_yaml_aliases_are_refused(
+    control_plane: Running,
+) -> None:
+    headers = {
+        "Authorization": f"Bearer {control_plane.admin_token}",
+        "Content-Type": "application/yaml",
+    }
+    created = (
+        "intent:\n  objective: Cost_Minimization\n  workload:\n    type: job\n"
+        "    name: yaml-job\n    image: busybox\n"
+        "    resources: {gpu: {model: nvidia-a100, count: 1}}\n"
+    )
+    aliased = "intent: &x {workload: *x}\n"
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.post(control_plane.rest_url + "/api/v1/intents", data=created) as reply:
+            body = await reply.json()
+            assert reply.status == 200, body
+            assert body["intent"]["workload"]["resources"]["gpu"] == {
+                "model": "nvidia-a100",
+                "count": 1,
+            }
+        async with session.post(control_plane.rest_url + "/api/v1/intents", data=aliased) as reply:
+            body = await reply.json()
+            assert reply.status == 400
+            violations = body["error"]["details"][0]["field_violations"]
+            assert violations[0]["field"] == "body"
+            assert "aliases" in violations[0]["description"]
+
+
+async def test_utilization_streams_over_rest(control_plane: Running) -> None:
+    headers = {"Authorization": f"Bearer {control_plane.admin_token}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.get(control_plane.rest_url + "/api/v1/utilization") as reply,
+    ):
+        assert reply.status == 200
+        assert reply.headers["Content-Type"] == "application/x-ndjson"
+        first = json.loads(await reply.content.readline())
+        assert first["type"] == "WATCH_EVENT_TYPE_SNAPSHOT"
+
+
+async def test_the_console_can_be_turned_off(tmp_path: Path, federation_file: Path) -> None:
+    settings = plane_settings(
+        tmp_path / "data", http_listen="127.0.0.1:0", federation_file=federation_file
+    )
+    off = dataclasses.replace(settings, console=False)
+    for chosen, status in ((settings, 200), (off, 404)):
+        async with (
+            serving(chosen) as running,
+            aiohttp.ClientSession() as session,
+            session.get(running.rest_url + "/console/") as reply,
+        ):
+            assert reply.status == status
