@@ -35,8 +35,8 @@ class ApiError extends Error {
   }
 }
 
-function headers(extra = {}) {
-  return { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) || ""}`, ...extra };
+function headers() {
+  return { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) || ""}` };
 }
 
 async function api(method, path, body, contentType = "application/json") {
