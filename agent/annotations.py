@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum
 
 from agent.config import NETWORK_TIERS, ProviderConfig
+from agent.dra import Published
 from agent.probe.base import GpuInfo, Inventory
 from flare import gpus
 from flare.money import CURRENCIES
@@ -104,6 +105,13 @@ KEYS: tuple[Key, ...] = (
         "probe: every GPU's normalised model (written only when they differ)",
         "all models of a mixed node with their counts",
         pattern=r"[a-z0-9-]+=\d+(,[a-z0-9-]+=\d+)+"),
+    Key("gpu.fluidos.eu/dra-driver", Kind.STRING, "", "gpu.nvidia.com",
+        "ResourceSlices: spec.driver of the slices publishing the node's GPUs",
+        "the DRA driver through which pods can claim the GPUs (resource.k8s.io/v1)",
+        pattern=r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?"),
+    Key("gpu.fluidos.eu/dra-gpus", Kind.INT, "GPUs", "8",
+        "ResourceSlices: devices of that driver whose type is a whole GPU",
+        "GPUs the DRA driver offers for ResourceClaims", minimum=_ZERO),
     Key("nvidia.fluidos.eu/mig-capable", Kind.BOOL, "", "true",
         "probe: nvmlDeviceGetMigMode, or the model's MIG support",
         "whether the GPUs can be partitioned with MIG (NVIDIA only)",
@@ -278,8 +286,11 @@ def labels_for(inventory: Inventory) -> dict[str, str]:
     return labels
 
 
-def annotations_for(inventory: Inventory, config: ProviderConfig) -> dict[str, str]:
-    """What the agent writes on its Node for this inventory and provider configuration."""
+def annotations_for(
+    inventory: Inventory, config: ProviderConfig, dra: Published | None = None
+) -> dict[str, str]:
+    """What the agent writes on its Node for this inventory and provider configuration,
+    and what the node's DRA driver publishes of its GPUs."""
     out: dict[str, str] = {
         "location.fluidos.eu/region": config.region,
         "cost.fluidos.eu/hourly-rate": _decimal_text(config.hourly_rate.amount),
@@ -297,6 +308,9 @@ def annotations_for(inventory: Inventory, config: ProviderConfig) -> dict[str, s
         out["network.fluidos.eu/tier"] = config.network_tier
     if inventory.gpus:
         out.update(_gpu_annotations(inventory))
+        if dra is not None:
+            out["gpu.fluidos.eu/dra-driver"] = dra.driver
+            out["gpu.fluidos.eu/dra-gpus"] = str(dra.whole_gpus)
     return dict(sorted(out.items()))
 
 

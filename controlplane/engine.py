@@ -472,7 +472,7 @@ class IntentEngine:
 
     async def _deploying(self, intent: intent_pb2.Intent) -> bool:
         try:
-            endpoint = await self._federation.deploy(intent)
+            deployed = await self._federation.deploy(intent)
         except FlareError as error:
             await self._federation.release(intent, moving=True)
             await self._transition(
@@ -481,7 +481,10 @@ class IntentEngine:
             return True
 
         def set_endpoint(moved: intent_pb2.Intent) -> None:
-            moved.endpoint = endpoint
+            moved.endpoint = deployed.endpoint
+            moved.ClearField("gpu_access")
+            if deployed.gpu_access is not None:
+                moved.gpu_access.CopyFrom(deployed.gpu_access)
 
         await self._transition(
             intent,
@@ -576,6 +579,7 @@ class IntentEngine:
 
         def forget_endpoint(moved: intent_pb2.Intent) -> None:
             moved.endpoint = ""
+            moved.ClearField("gpu_access")
 
         await self._transition(
             intent,

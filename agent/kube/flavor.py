@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import annotations as table
 from agent.config import ConfigError, ProviderConfig
+from agent.dra import Published
 from agent.kube._raw import APPLY_PATCH, raw
 from agent.kube.node_writer import FIELD_MANAGER
 from agent.probe.base import Inventory
@@ -51,10 +52,12 @@ def flavor_name(node_name: str) -> str:
     return f"{name[: _MAX_NAME - 11].rstrip('.-')}-{digest}"
 
 
-def _gpu(inventory: Inventory, config: ProviderConfig) -> dict[str, Any] | None:
+def _gpu(
+    inventory: Inventory, config: ProviderConfig, dra: Published | None
+) -> dict[str, Any] | None:
     if not inventory.gpus:
         return None
-    written = table.read(table.annotations_for(inventory, config)).values
+    written = table.read(table.annotations_for(inventory, config, dra)).values
     model, count, _ = table.majority(inventory.gpus)
     per_gpu = written["gpu.fluidos.eu/memory-per-gpu"]
     assert isinstance(per_gpu, Decimal)
@@ -71,6 +74,8 @@ def _gpu(inventory: Inventory, config: ProviderConfig) -> dict[str, Any] | None:
         "interconnect": "gpu.fluidos.eu/interconnect",
         "compute_capability": "gpu.fluidos.eu/compute-capability",
         "multi_instance": "nvidia.fluidos.eu/mig-capable",
+        "dra_driver": "gpu.fluidos.eu/dra-driver",
+        "dra_gpus": "gpu.fluidos.eu/dra-gpus",
         "region": "location.fluidos.eu/region",
         "zone": "location.fluidos.eu/zone",
         "provider": "provider.fluidos.eu/name",
@@ -94,7 +99,10 @@ def _gpu(inventory: Inventory, config: ProviderConfig) -> dict[str, Any] | None:
 
 
 def flavor_for(
-    node: Mapping[str, Any], inventory: Inventory, config: ProviderConfig
+    node: Mapping[str, Any],
+    inventory: Inventory,
+    config: ProviderConfig,
+    dra: Published | None = None,
 ) -> dict[str, Any]:
     """The Flavor manifest that server-side apply keeps current for `node` (a Node as JSON)."""
     missing = config.fluidos_problems()
@@ -110,7 +118,7 @@ def flavor_for(
         "memory": allocatable.get("memory", "0"),
         "pods": allocatable.get("pods", "0"),
     }
-    gpu = _gpu(inventory, config)
+    gpu = _gpu(inventory, config, dra)
     count = 0
     if gpu is not None:
         characteristics["gpu"] = gpu
@@ -172,10 +180,12 @@ class FlavorWriter:
         self.node_name = node_name
         self.manager = manager
 
-    def sync(self, inventory: Inventory, config: ProviderConfig) -> dict[str, Any]:
+    def sync(
+        self, inventory: Inventory, config: ProviderConfig, dra: Published | None = None
+    ) -> dict[str, Any]:
         """Applies the Flavor and returns it as stored."""
         node = raw(self.core.read_node, self.node_name)
-        body = flavor_for(node, inventory, config)
+        body = flavor_for(node, inventory, config, dra)
         name = body["metadata"]["name"]
         where = (GROUP, VERSION, config.flavor_namespace, PLURAL)
         self.custom.patch_namespaced_custom_object(

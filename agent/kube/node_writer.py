@@ -5,23 +5,24 @@ key it stops applying (a GPU or trait that went away) is removed by the API serv
 would change nothing makes no request. Keys another manager owns with a different value are
 left alone and reported; the agent's other keys are still written.
 
-When GPU Feature Discovery's labels are on the Node, they are compared with the agent's
-inventory; a disagreement becomes the Node condition `FlareGpuInventoryMismatch` and a Warning
-Event on the Node.
+When GPU Feature Discovery's labels are on the Node, or a DRA driver publishes the node's GPUs
+in ResourceSlices, they are compared with the agent's inventory; a disagreement becomes the Node
+condition `FlareGpuInventoryMismatch` and a Warning Event on the Node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agent import annotations as table
+from agent import dra as dra_check
 from agent.config import ProviderConfig
 from agent.kube._raw import APPLY_PATCH, STRATEGIC_MERGE_PATCH, raw
 from agent.probe.base import Inventory
-from flare import gpus
+from flare import dra, gpus
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -30,6 +31,7 @@ FIELD_MANAGER = "flare-agent"
 CONDITION = "FlareGpuInventoryMismatch"
 EVENT_REASON = "GpuInventoryMismatch"
 EVENT_NAMESPACE = "default"
+AGREEMENT = "the node's published GPUs agree with the agent's inventory"
 GFD_PRODUCT = "nvidia.com/gpu.product"
 GFD_COUNT = "nvidia.com/gpu.count"
 GFD_MEMORY = "nvidia.com/gpu.memory"  # MiB
@@ -45,7 +47,7 @@ class SyncResult:
     left_alone: list[str] = field(default_factory=list)
     # Malformed values found on the Node, values the agent refused to write, keys left alone.
     problems: list[str] = field(default_factory=list)
-    # Disagreements with GPU Feature Discovery.
+    # Disagreements with GPU Feature Discovery and the DRA driver's ResourceSlices.
     mismatches: list[str] = field(default_factory=list)
 
 
@@ -97,6 +99,17 @@ def gfd_mismatches(labels: Mapping[str, str], inventory: Inventory) -> list[str]
     return found
 
 
+def dra_published(
+    devices: Sequence[dra.Device], inventory: Inventory
+) -> dra_check.Published | None:
+    """What the DRA driver of the node's (majority) GPU vendor publishes."""
+    if not inventory.gpus:
+        return None
+    model, _, _ = table.majority(inventory.gpus)
+    vendor = next(g.vendor for g in inventory.gpus if (g.model or g.raw_name) == model)
+    return dra_check.published(devices, vendor)
+
+
 class NodeWriter:
     """Keeps one Node's FLARE annotations, labels and inventory condition current."""
 
@@ -112,12 +125,19 @@ class NodeWriter:
     def read_node(self) -> dict[str, Any]:
         return raw(self.core.read_node, self.node_name)
 
-    def sync(self, inventory: Inventory, config: ProviderConfig) -> SyncResult:
+    def sync(
+        self,
+        inventory: Inventory,
+        config: ProviderConfig,
+        devices: Sequence[dra.Device] | None = None,
+    ) -> SyncResult:
+        """`devices`: the node's ResourceSlices' devices (None: they could not be read)."""
         from kubernetes.client.exceptions import ApiException
 
         result = SyncResult()
+        slices = dra_published(devices or (), inventory)
         wanted = {
-            "annotations": self._checked(table.annotations_for(inventory, config), result),
+            "annotations": self._checked(table.annotations_for(inventory, config, slices), result),
             "labels": table.labels_for(inventory),
         }
         node = self.read_node()
@@ -139,7 +159,9 @@ class NodeWriter:
             node = self.read_node()
             break
         labels = (node.get("metadata") or {}).get("labels") or {}
-        result.mismatches = gfd_mismatches(labels, inventory)
+        result.mismatches = gfd_mismatches(labels, inventory) + dra_check.mismatches(
+            devices or (), inventory
+        )
         self._report(node, result.mismatches)
         return result
 
@@ -204,7 +226,7 @@ class NodeWriter:
         if not mismatches and current is None:
             return
         status = "True" if mismatches else "False"
-        message = "; ".join(mismatches) or "GPU Feature Discovery agrees with the agent's inventory"
+        message = "; ".join(mismatches) or AGREEMENT
         if current and current.get("status") == status and current.get("message") == message:
             return
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,5 +1,6 @@
-"""The agent's pass over Kubernetes: the Node's annotations and labels, then
-the node's Flavor (when the configuration names the FLUIDOS identity)."""
+"""The agent's pass over Kubernetes: the node's ResourceSlices read, the Node's
+annotations and labels, then the node's Flavor (when the configuration names the
+FLUIDOS identity)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from agent.config import ProviderConfig
 from agent.kube.flavor import FlavorWriter
-from agent.kube.node_writer import NodeWriter
+from agent.kube.node_writer import NodeWriter, dra_published
+from agent.kube.resource_slices import SliceReader
 from agent.probe.base import Inventory
 
 if TYPE_CHECKING:
@@ -23,17 +25,19 @@ def kube_sync(
     api_client: ApiClient, node_name: str, config: ProviderConfig
 ) -> Callable[[Inventory], None]:
     nodes = NodeWriter(api_client, node_name)
+    slices = SliceReader(api_client, node_name)
     flavors = FlavorWriter(api_client, node_name)
     missing = config.fluidos_problems()
     if missing:
         log.warning("no FLUIDOS Flavor will be published: %s", "; ".join(missing))
 
     def sync(inventory: Inventory) -> None:
-        result = nodes.sync(inventory, config)
+        devices = slices.read()
+        result = nodes.sync(inventory, config, devices)
         for problem in result.problems:
             log.warning("node annotations: %s", problem)
         if not missing:
-            flavors.sync(inventory, config)
+            flavors.sync(inventory, config, dra_published(devices or (), inventory))
 
     return sync
 

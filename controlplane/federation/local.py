@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from controlplane.federation.port import CapacityGone, CapacityListeners, Trouble
+from controlplane.federation.port import CapacityGone, CapacityListeners, Deployed, Trouble
 from controlplane.placement import table
 from controlplane.placement.offers import Offer, gpu_facts
 from controlplane.placement.table import OfferTable
@@ -188,13 +188,14 @@ class LocalFederation(CapacityListeners):
         for listener in list(self._hold_listeners):
             listener(intent.name, self._holds[intent.name])
 
-    async def deploy(self, intent: intent_pb2.Intent) -> str:
+    async def deploy(self, intent: intent_pb2.Intent) -> Deployed:
         for port in intent.workload.ports:
             if port.expose:
                 if port.domain:
-                    return f"https://{port.domain}"
-                return f"http://{intent.workload.name}.{intent.placement.provider}.flare.local:{port.port}"
-        return ""
+                    return Deployed(f"https://{port.domain}")
+                provider = intent.placement.provider
+                return Deployed(f"http://{intent.workload.name}.{provider}.flare.local:{port.port}")
+        return Deployed()
 
     async def release(self, intent: intent_pb2.Intent, *, moving: bool = False) -> None:
         held = self._holds.pop(intent.name, None)

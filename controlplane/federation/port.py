@@ -27,6 +27,15 @@ class Trouble:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Deployed:
+    """What deploying started: the workload's endpoint URL ("" when nothing is
+    exposed) and how its pods get their GPUs (None where no cluster is involved)."""
+
+    endpoint: str = ""
+    gpu_access: intent_pb2.GpuAccess | None = None
+
+
 class Federation(Protocol):
     async def offers(self) -> OfferTable:
         """Every offer, with free capacity as of now (a snapshot: later
@@ -37,9 +46,8 @@ class Federation(Protocol):
         reserved, for the intent's history. Idempotent per intent name. Raises
         CapacityGone."""
 
-    async def deploy(self, intent: intent_pb2.Intent) -> str:
-        """Start the workload on the reserved GPUs; returns its endpoint URL
-        ("" when nothing is exposed). Idempotent."""
+    async def deploy(self, intent: intent_pb2.Intent) -> Deployed:
+        """Start the workload on the reserved GPUs. Idempotent."""
 
     async def release(self, intent: intent_pb2.Intent, *, moving: bool = False) -> None:
         """Stop the workload and give the GPUs back. Idempotent. `moving`: the intent

@@ -268,6 +268,28 @@ COMPLETION_POLICY_ANY: CompletionPolicy.ValueType  # 2
 """One successful task is enough."""
 Global___CompletionPolicy: _TypeAlias = CompletionPolicy  # noqa: Y015
 
+class _GpuAccessMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GpuAccessMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GpuAccessMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GPU_ACCESS_METHOD_UNSPECIFIED: _GpuAccessMethod.ValueType  # 0
+    GPU_ACCESS_METHOD_DEVICE_PLUGIN: _GpuAccessMethod.ValueType  # 1
+    """Extended-resource limits, served by the vendor's device plugin."""
+    GPU_ACCESS_METHOD_RESOURCE_CLAIM: _GpuAccessMethod.ValueType  # 2
+    """Dynamic Resource Allocation (resource.k8s.io/v1): a ResourceClaim per pod."""
+
+class GpuAccessMethod(_GpuAccessMethod, metaclass=_GpuAccessMethodEnumTypeWrapper):
+    """How pods ask Kubernetes for GPUs."""
+
+GPU_ACCESS_METHOD_UNSPECIFIED: GpuAccessMethod.ValueType  # 0
+GPU_ACCESS_METHOD_DEVICE_PLUGIN: GpuAccessMethod.ValueType  # 1
+"""Extended-resource limits, served by the vendor's device plugin."""
+GPU_ACCESS_METHOD_RESOURCE_CLAIM: GpuAccessMethod.ValueType  # 2
+"""Dynamic Resource Allocation (resource.k8s.io/v1): a ResourceClaim per pod."""
+Global___GpuAccessMethod: _TypeAlias = GpuAccessMethod  # noqa: Y015
+
 @_typing.final
 class Intent(_message.Message):
     """An intent: what a user wants to run on GPUs and what matters to them, as
@@ -298,6 +320,7 @@ class Intent(_message.Message):
     ENDPOINT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    GPU_ACCESS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: "tenants/{tenant}/intents/{intent}"."""
     objective: Global___Objective.ValueType
@@ -357,6 +380,10 @@ class Intent(_message.Message):
     def usage(self) -> Global___IntentUsage:
         """What the intent uses, as of the read (GetIntent fills it; not stored)."""
 
+    @_builtins.property
+    def gpu_access(self) -> Global___GpuAccess:
+        """How the workload's pods get their GPUs on the provider (set when it deploys)."""
+
     def __init__(
         self,
         *,
@@ -379,10 +406,11 @@ class Intent(_message.Message):
         endpoint: _builtins.str = ...,
         request_id: _builtins.str = ...,
         usage: Global___IntentUsage | None = ...,
+        gpu_access: Global___GpuAccess | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "last_plan", b"last_plan", "placement", b"placement", "sla", b"sla", "update_time", b"update_time", "usage", b"usage", "workload", b"workload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "gpu_access", b"gpu_access", "last_plan", b"last_plan", "placement", b"placement", "sla", b"sla", "update_time", b"update_time", "usage", b"usage", "workload", b"workload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "endpoint", b"endpoint", "history", b"history", "last_plan", b"last_plan", "name", b"name", "notification_url", b"notification_url", "objective", b"objective", "placement", b"placement", "priority", b"priority", "request_id", b"request_id", "revision", b"revision", "sla", b"sla", "state", b"state", "state_message", b"state_message", "uid", b"uid", "update_time", b"update_time", "usage", b"usage", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "create_time", b"create_time", "endpoint", b"endpoint", "gpu_access", b"gpu_access", "history", b"history", "last_plan", b"last_plan", "name", b"name", "notification_url", b"notification_url", "objective", b"objective", "placement", b"placement", "priority", b"priority", "request_id", b"request_id", "revision", b"revision", "sla", b"sla", "state", b"state", "state_message", b"state_message", "uid", b"uid", "update_time", b"update_time", "usage", b"usage", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1019,6 +1047,52 @@ class Placement(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Placement: _TypeAlias = Placement  # noqa: Y015
+
+@_typing.final
+class GpuAccess(_message.Message):
+    """How a deployed workload's pods get their GPUs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    GPUS_PER_POD_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    DEVICE_CLASS_FIELD_NUMBER: _builtins.int
+    CLAIM_TEMPLATE_FIELD_NUMBER: _builtins.int
+    SELECTORS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    method: Global___GpuAccessMethod.ValueType
+    gpus_per_pod: _builtins.int
+    """GPUs each pod gets."""
+    resource: _builtins.str
+    """DEVICE_PLUGIN: the extended resource set as the pods' limits ("nvidia.com/gpu")."""
+    device_class: _builtins.str
+    """RESOURCE_CLAIM: the DeviceClass asked for, the ResourceClaimTemplate each pod's
+    claim is made from, and the CEL selectors every GPU claimed satisfies.
+    """
+    claim_template: _builtins.str
+    reason: _builtins.str
+    """Why this method: what the scheduling cluster offers, or lacks, for the provider."""
+    @_builtins.property
+    def selectors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        method: Global___GpuAccessMethod.ValueType = ...,
+        gpus_per_pod: _builtins.int = ...,
+        resource: _builtins.str = ...,
+        device_class: _builtins.str = ...,
+        claim_template: _builtins.str = ...,
+        selectors: _abc.Iterable[_builtins.str] | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_template", b"claim_template", "device_class", b"device_class", "gpus_per_pod", b"gpus_per_pod", "method", b"method", "reason", b"reason", "resource", b"resource", "selectors", b"selectors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GpuAccess: _TypeAlias = GpuAccess  # noqa: Y015
 
 @_typing.final
 class IntentUsage(_message.Message):

@@ -260,3 +260,57 @@ def test_flavor_is_created_and_follows_the_price(
         e["manager"] for e in updated["metadata"]["managedFields"] if e["operation"] == "Apply"
     }
     assert managers == {"flare-agent"}
+
+
+def test_dra_resource_slices_are_checked_and_carried_into_node_and_flavor(
+    api: ApiClient, make_node: MakeNode, namespace: str
+) -> None:
+    """The agent's whole pass, as it runs: the node's ResourceSlices (what NVIDIA's DRA
+    driver publishes) read, checked against the inventory, and carried."""
+    from kubernetes import client
+
+    from agent.kube.sync import kube_sync
+    from tests.harness import dra as published
+
+    name = make_node(gpus=4)
+    inventory = h100(4)
+    gpus = [
+        published.PublishedGpu(g.uuid, "NVIDIA H100 80GB HBM3", "81559Mi", "Hopper", "9.0.0")
+        for g in inventory.gpus
+    ]
+    sync = kube_sync(api, name, config(flavor_namespace=namespace))
+    agreeing = published.resource_slice(name, gpus)
+    published.create(api, agreeing)
+    try:
+        sync(inventory)
+        node = read_node(api, name)
+        annotations = meta(node, "annotations")
+        assert annotations["gpu.fluidos.eu/dra-driver"] == "gpu.nvidia.com"
+        assert annotations["gpu.fluidos.eu/dra-gpus"] == "4"
+        assert inventory_condition(node) is None  # it agrees, and never disagreed
+        custom = client.CustomObjectsApi(api)
+        where = (GROUP, VERSION, namespace, PLURAL, flavor_name(name))
+        flavor = raw(custom.get_namespaced_custom_object, *where)
+        gpu = flavor["spec"]["flavorType"]["typeData"]["characteristics"]["gpu"]
+        assert (gpu["dra_driver"], gpu["dra_gpus"]) == ("gpu.nvidia.com", 4)
+
+        # The driver republishes the pool without one GPU (it lost it, or never saw it).
+        published.delete(api, agreeing)
+        published.create(api, published.resource_slice(name, gpus[:3], generation=2))
+        sync(inventory)
+        node = read_node(api, name)
+        condition = inventory_condition(node)
+        assert condition is not None and condition["status"] == "True"
+        assert (
+            "ResourceSlices of gpu.nvidia.com publish 3 GPUs but the agent found 4"
+            in (condition["message"])
+        )
+        assert (
+            f"the agent found {inventory.gpus[3].uuid}, which no ResourceSlice"
+            in (condition["message"])
+        )
+        [event] = mismatch_events(api, node)
+        assert event.type == "Warning" and event.message == condition["message"]
+        assert meta(node, "annotations")["gpu.fluidos.eu/dra-gpus"] == "3"
+    finally:
+        published.delete(api, published.resource_slice(name, gpus))

@@ -189,5 +189,9 @@ CONTROLPLANE_NEEDS: tuple[Grant, ...] = (
     Grant(EVERY_NAMESPACE, "autoscaling", "horizontalpodautoscalers", ("create",)),
     Grant(EVERY_NAMESPACE, "networking.k8s.io", "ingresses", ("create",)),
     Grant(EVERY_NAMESPACE, "", "pods", ("list", "watch")),
-    Grant(CLUSTER, "", "nodes", ("get",)),
+    Grant(CLUSTER, "", "nodes", ("get", "list")),
+    # GPUs through DRA: the DeviceClasses and ResourceSlices read, the claims' template made.
+    Grant(CLUSTER, "resource.k8s.io", "deviceclasses", ("list",)),
+    Grant(CLUSTER, "resource.k8s.io", "resourceslices", ("list",)),
+    Grant(EVERY_NAMESPACE, "resource.k8s.io", "resourceclaimtemplates", ("create",)),
 )

@@ -187,6 +187,7 @@ def test_the_real_agent_code_works_under_that_policy(
 
     from agent.config import ProviderConfig
     from agent.kube.node_writer import NodeWriter
+    from agent.kube.resource_slices import SliceReader
     from agent.probe.sim import SimProbe
     from flare.money import Money
 
@@ -202,6 +203,8 @@ def test_the_real_agent_code_works_under_that_policy(
     try:
         result = NodeWriter(agent, own).sync(inventory, config)
         assert result.wrote
+        # The DRA cross-check may read the node's ResourceSlices (None: it may not).
+        assert SliceReader(agent, own).read() == []
         core: Any = client.CoreV1Api(agent_installed)
         annotations = core.read_node(own).metadata.annotations
         assert annotations["gpu.fluidos.eu/count"] == "4"

@@ -117,7 +117,19 @@ async def test_the_seeds_intents_run_where_their_objectives_say(
     assert placed_inference.placement.provider == "provider-3"
     assert placed_inference.endpoint == "https://llm-api.mycompany.com"
     reasons = [change.reason for change in placed_training.history]
-    assert reasons[-5:] == ["Placed", "Reserved", "AllocationActive", "Offloaded", "Running"]
+    assert reasons[-6:] == [
+        "Placed",
+        "Reserved",
+        "AllocationActive",
+        "Offloaded",
+        "GpuAccess",
+        "Running",
+    ]
+    # No DeviceClass in the consumer cluster: the pods set GPU limits, and the intent says so.
+    access = placed_training.gpu_access
+    assert access.method == intent_pb2.GPU_ACCESS_METHOD_DEVICE_PLUGIN
+    assert (access.resource, access.gpus_per_pod) == ("nvidia.com/gpu", 4)
+    assert access.reason == "no DeviceClass selects gpu.nvidia.com devices"
     reserved = next(c for c in placed_training.history if c.reason == "Reserved")
     assert "contract contract-" in reserved.message and "peeringcandidate-" in reserved.message
     for name, provider, gpus in ((training, "provider-2", "4"), (inference, "provider-3", "1")):

@@ -12,6 +12,7 @@ from controlplane import engine as engine_module
 from controlplane.clock import utc_now
 from controlplane.engine import IntentEngine
 from controlplane.federation.local import LocalFederation, offers_from_document
+from controlplane.federation.port import Deployed
 from controlplane.intents import lifecycle
 from controlplane.store.sqlite import SqliteStore
 from flare.v1 import intent_pb2
@@ -229,7 +230,7 @@ class FlakyFederation(LocalFederation):
         self.failures = failures
         self.deploys = 0
 
-    async def deploy(self, intent: intent_pb2.Intent) -> str:
+    async def deploy(self, intent: intent_pb2.Intent) -> Deployed:
         self.deploys += 1
         if self.deploys <= self.failures:
             raise ConnectionResetError("the API server went away mid-deploy")

@@ -93,3 +93,60 @@ def test_auto_scaling_gets_an_autoscaler_within_the_intents_bounds() -> None:
     assert autoscaler["metadata"]["annotations"]["flare.fluidos.eu/target-gpu-percent"] == "80"
     fixed = placed(SEED_INFERENCE, "llm", 1)
     assert "HorizontalPodAutoscaler" not in by_kind(workload.manifests(fixed, "p"))
+
+
+CLAIM = workload.GpuClaim(
+    "gpu.nvidia.com",
+    ('device.attributes["gpu.nvidia.com"].type == "gpu"',),
+    "DeviceClass gpu.nvidia.com; 8 GPUs in ResourceSlices of liqo-p",
+)
+
+
+def test_with_dra_each_pod_claims_its_gpus_from_a_template_instead_of_limits() -> None:
+    intent = placed(SEED_TRAINING, "train", 4)
+    intent.workload.batch.parallel_tasks = 2
+    objects = workload.manifests(intent, "p", CLAIM)
+    assert [o["kind"] for o in objects] == ["ResourceClaimTemplate", "Job"]
+    template, job = objects
+    request = template["spec"]["spec"]["devices"]["requests"][0]
+    assert request["name"] == workload.CLAIM
+    assert request["exactly"] == {
+        "deviceClassName": "gpu.nvidia.com",
+        "allocationMode": "ExactCount",
+        "count": 2,  # four GPUs over two pods
+        "selectors": [{"cel": {"expression": CLAIM.selectors[0]}}],
+    }
+    assert template["spec"]["metadata"]["labels"][workload.INTENT_LABEL] == "train"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["resourceClaims"] == [
+        {"name": "gpus", "resourceClaimTemplateName": template["metadata"]["name"]}
+    ]
+    resources = pod["containers"][0]["resources"]
+    assert resources["claims"] == [{"name": "gpus"}]
+    assert "nvidia.com/gpu" not in resources["limits"]
+
+
+def test_the_intent_records_how_its_pods_get_their_gpus() -> None:
+    intent = placed(SEED_TRAINING, "train", 4)
+    claimed = workload.gpu_access(intent, CLAIM)
+    assert claimed.method == intent_pb2.GPU_ACCESS_METHOD_RESOURCE_CLAIM
+    assert (claimed.device_class, claimed.gpus_per_pod) == ("gpu.nvidia.com", 4)
+    assert claimed.claim_template == workload.manifests(intent, "p", CLAIM)[0]["metadata"]["name"]
+    assert list(claimed.selectors) == list(CLAIM.selectors)
+    assert "claimed through DRA" in workload.describe(claimed)
+    limited = workload.gpu_access(intent, None, "no DeviceClass selects gpu.nvidia.com devices")
+    assert limited.method == intent_pb2.GPU_ACCESS_METHOD_DEVICE_PLUGIN
+    assert limited.resource == "nvidia.com/gpu"
+    assert workload.describe(limited) == (
+        "4 GPUs per pod as nvidia.com/gpu limits: no DeviceClass selects gpu.nvidia.com devices"
+    )
+
+
+def test_a_claim_that_asks_otherwise_is_a_new_template() -> None:
+    intent = placed(SEED_TRAINING, "train", 4)
+    other = workload.GpuClaim("gpu.nvidia.com", ("true",), "")
+    names = {workload.claim_template(intent, claim) for claim in (CLAIM, other)}
+    assert len(names) == 2
+    prefix = f"{intent.workload.name}-gpus-"
+    assert all(len(name) <= 63 and name.startswith(prefix) for name in names)
+    assert workload.claim_template(intent, CLAIM) == workload.claim_template(intent, CLAIM)

@@ -41,10 +41,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from controlplane.errors import FailedPrecondition
 from controlplane.federation.fluidos import selector, workload
 from controlplane.federation.fluidos.offers import offer_of
-from controlplane.federation.port import CapacityGone, CapacityListeners, Trouble
+from controlplane.federation.port import CapacityGone, CapacityListeners, Deployed, Trouble
 from controlplane.placement import requirements, table
 from controlplane.placement.offers import Offer
 from controlplane.placement.table import OfferTable
+from flare import dra
 from flare.money import DEFAULT_RATES_PER_EUR
 from flare.v1 import intent_pb2
 
@@ -471,7 +472,7 @@ class FluidosFederation(CapacityListeners):
 
     # -- deploy --------------------------------------------------------------------
 
-    async def deploy(self, intent: intent_pb2.Intent) -> str:
+    async def deploy(self, intent: intent_pb2.Intent) -> Deployed:
         name = workload.resource_name(intent.name)
         reservation = await self._get("reservations", name)
         contract_ref = ((reservation or {}).get("status") or {}).get("contract") or {}
@@ -540,14 +541,74 @@ class FluidosFederation(CapacityListeners):
                 f"Liqo could not offload {name}: {offloading['status']['offloadingPhase']}"
             )
         await self._say(intent, "Offloaded", f"namespace {name} offloaded to {liqo_id}")
-        for manifest in workload.manifests(intent, liqo_id):
+        claim, reason = await self._blocking(self._gpu_claim, intent, liqo_id)
+        access = workload.gpu_access(intent, claim, reason)
+        await self._say(intent, "GpuAccess", workload.describe(access))
+        for manifest in workload.manifests(intent, liqo_id, claim):
             await self._apply_core(manifest)
         started = time.monotonic()
         try:
             await self._wait_pods_running(name, intent)
         finally:
             self._add_wait(intent.name, time.monotonic() - started)
-        return workload.endpoint(intent)
+        return Deployed(workload.endpoint(intent), access)
+
+    def _gpu_claim(
+        self, intent: intent_pb2.Intent, liqo_id: str
+    ) -> tuple[workload.GpuClaim | None, str]:
+        """DRA for the intent's pods where this cluster, which schedules them, has a
+        DeviceClass for the vendor's driver and ResourceSlices of that driver publishing
+        GPUs of the placed model on the provider's virtual node; else None, and why."""
+        from kubernetes.client.exceptions import ApiException
+
+        driver = dra.DRIVERS[workload.vendor(intent)]
+        if not workload.gpus_per_pod(intent):
+            return None, "the workload asks for no GPU"
+        try:
+            classes = self._custom.list_cluster_custom_object(
+                dra.GROUP, dra.VERSION, "deviceclasses"
+            )["items"]
+            device_class = dra.device_class_for(classes, driver.name)
+            if not device_class:
+                return None, f"no DeviceClass selects {driver.name} devices"
+            nodes = sorted(
+                node.metadata.name
+                for node in self._core.list_node(
+                    label_selector=f"{workload.REMOTE_CLUSTER_LABEL}={liqo_id}"
+                ).items
+            )
+            slices = self._custom.list_cluster_custom_object(
+                dra.GROUP,
+                dra.VERSION,
+                "resourceslices",
+                field_selector=f"spec.driver={driver.name}",
+            )["items"]
+        except ApiException as error:
+            if error.status not in (403, 404):
+                raise
+            return None, f"DRA is not readable here ({error.status} {error.reason})"
+        where = ", ".join(nodes) or f"the virtual node of {liqo_id}"
+        published = [
+            device
+            for node in nodes
+            for device in dra.devices(slices, node=node)
+            if device.is_whole_gpu()
+        ]
+        if not published:
+            return None, f"no ResourceSlice of {driver.name} publishes GPUs on {where}"
+        needs = requirements.from_intent(intent)
+        ask = dra.Ask(
+            model=intent.placement.gpu_model,
+            min_memory_gib=needs.min_memory_gib,
+            max_memory_gib=needs.max_memory_gib,
+            architecture=needs.architecture,
+            min_compute_capability=needs.min_compute_capability,
+        )
+        selectors = dra.selectors(driver, ask, published)
+        if not selectors:
+            return None, f"the ResourceSlices of {where} publish no {intent.placement.gpu_model}"
+        reason = f"DeviceClass {device_class}; {len(published)} GPUs in ResourceSlices of {where}"
+        return workload.GpuClaim(device_class, tuple(selectors), reason), ""
 
     async def _say(self, intent: intent_pb2.Intent, reason: str, message: str) -> None:
         if self._progress is not None:
@@ -561,15 +622,25 @@ class FluidosFederation(CapacityListeners):
             f"{workload.INTENT_LABEL}={intent_id},"
             f"{workload.PROVIDER_LABEL}={workload.provider_label(intent)}"
         )
-        wanted = max(1, intent.workload.scaling.min_replicas)
-        if intent.workload.type == intent_pb2.WORKLOAD_TYPE_JOB:
-            wanted = max(1, intent.workload.batch.parallel_tasks)
+        wanted = workload.pod_count(intent)
+        pending: dict[str, str] = {}  # pod -> why the scheduler leaves it pending
+
+        def watch_pending(pod: Any) -> None:
+            why = _unschedulable(pod)
+            if why is None or pending.get(pod.metadata.name) == why:
+                return
+            pending[pod.metadata.name] = why
+            if self._loop is not None:
+                told = self._say(intent, "PodsPending", f"pod {pod.metadata.name}: {why}")
+                asyncio.run_coroutine_threadsafe(told, self._loop)
 
         def run() -> bool:
             deadline = time.monotonic() + self._timeouts.pods
             while time.monotonic() < deadline:
                 listed = self._core.list_namespaced_pod(namespace, label_selector=selector_text)
                 running = {p.metadata.name for p in listed.items if _running(p)}
+                for pod in listed.items:
+                    watch_pending(pod)
                 if len(running) >= wanted:
                     return True
                 stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
@@ -585,14 +656,20 @@ class FluidosFederation(CapacityListeners):
                         running.add(pod.metadata.name)
                     else:
                         running.discard(pod.metadata.name)
+                        watch_pending(pod)
                     if len(running) >= wanted:
                         return True
             return False
 
         if not await self._blocking(run):
-            raise AllocationFailed(
-                f"the workload's pods did not run within {self._timeouts.pods:.0f} s"
-            )
+            message = f"the workload's pods did not run within {self._timeouts.pods:.0f} s"
+            if pending:
+                # The provider's scheduler cannot give the pods what they ask: planning
+                # again must choose another candidate.
+                self._block(_candidate_of(intent.placement.offer))
+                name, why = sorted(pending.items())[-1]
+                message += f": pod {name}: {why}"
+            raise AllocationFailed(message)
 
     # -- release -------------------------------------------------------------------
 
@@ -806,7 +883,7 @@ class FluidosFederation(CapacityListeners):
 
         def run() -> None:
             group, _, version = manifest["apiVersion"].rpartition("/")
-            if group.endswith(".liqo.io") or group.endswith(".clastix.io"):
+            if group.endswith((".liqo.io", ".clastix.io")) or group == dra.GROUP:
                 try:
                     self._custom.create_namespaced_custom_object(
                         group,
@@ -870,6 +947,21 @@ def _ready_condition(core: Any, node_name: str) -> Any:
             raise
         return None
     return next((c for c in node.status.conditions or () if c.type == "Ready"), None)
+
+
+def _unschedulable(pod: Any) -> str | None:
+    """The scheduler's reason for leaving a pod pending ("0/3 nodes are available: 1
+    cannot allocate all claims ..."), or None while it is not stuck."""
+    if pod.metadata.deletion_timestamp is not None or pod.spec.node_name:
+        return None
+    for condition in pod.status.conditions or ():
+        if (
+            condition.type == "PodScheduled"
+            and condition.status == "False"
+            and condition.reason == "Unschedulable"
+        ):
+            return str(condition.message or condition.reason)
+    return None
 
 
 def _running(pod: Any) -> bool:

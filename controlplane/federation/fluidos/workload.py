@@ -1,15 +1,24 @@
 """The Kubernetes objects that run an intent's workload on the provider a
 Contract bought: a namespace under the tenant's Capsule Tenant, a Liqo
 NamespaceOffloading to the provider's cluster, PersistentVolumeClaims, the
-Deployment (service) or Job (job) with GPU limits — which the earlier FLARE
+Deployment (service) or Job (job) with its GPUs — which the earlier FLARE
 left out, so its pods never got the GPUs they paid for — and a Service and
 Ingress for the exposed ports. Pure functions from the intent to manifests.
+
+GPUs are asked for in one of two ways. Where the cluster that schedules the pods
+offers the vendor's DRA DeviceClass and devices for the provider, each pod gets a
+ResourceClaim from a ResourceClaimTemplate: an exact count of whole GPUs and CEL
+selectors for the placed model, the memory bounds, the architecture and the compute
+capability, so the scheduler itself gives only GPUs that fit. Otherwise the pods
+set the vendor's extended resource (`nvidia.com/gpu`) as limits.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from flare.v1 import intent_pb2
@@ -23,6 +32,8 @@ VIRTUAL_NODE_TAINT_KEY = "virtual-node.liqo.io/not-allowed"
 LIQO_OFFLOADING_GROUP = "offloading.liqo.io"
 LIQO_OFFLOADING_VERSION = "v1beta1"  # Liqo v1.0
 GPU_RESOURCES = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
+DRA_API = "resource.k8s.io/v1"
+CLAIM = "gpus"  # the pod's claim and its one device request
 _MAX_NAME = 63
 
 
@@ -100,7 +111,81 @@ def offloading(namespace_name: str, liqo_id: str) -> dict[str, Any]:
     }
 
 
-def _container(intent: intent_pb2.Intent, gpu_resource: str, gpus_per_pod: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class GpuClaim:
+    """DRA for an intent's pods: the DeviceClass to ask and the CEL selectors every GPU
+    must satisfy (see flare.dra.selectors), and why the cluster allows it."""
+
+    device_class: str
+    selectors: tuple[str, ...]
+    reason: str
+
+
+def vendor(intent: intent_pb2.Intent) -> str:
+    """The vendor of the placed GPUs ("nvidia" when the placement does not say)."""
+    placed = intent.placement.gpu_model.split("-", 1)[0]
+    return placed if placed in GPU_RESOURCES else "nvidia"
+
+
+def pod_count(intent: intent_pb2.Intent) -> int:
+    workload = intent.workload
+    if workload.type == intent_pb2.WORKLOAD_TYPE_JOB:
+        return max(1, workload.batch.parallel_tasks)
+    return max(1, workload.scaling.min_replicas)
+
+
+def gpus_per_pod(intent: intent_pb2.Intent) -> int:
+    gpu_count = sum(n.gpu_count for n in intent.placement.nodes) or (
+        intent.workload.resources.gpu.count
+    )
+    return max(1, gpu_count // pod_count(intent)) if gpu_count else 0
+
+
+def claim_template(intent: intent_pb2.Intent, claim: GpuClaim) -> str:
+    """The template's name: the workload's, and a digest of what it asks, so a claim
+    that asks otherwise (another DeviceClass, count or selector) is a new template."""
+    asked = json.dumps([claim.device_class, gpus_per_pod(intent), claim.selectors])
+    digest = hashlib.sha256(asked.encode()).hexdigest()[:8]
+    base = f"{_dns_label(intent.workload.name) or 'workload'}-{CLAIM}"
+    return f"{base[: _MAX_NAME - 9].rstrip('-')}-{digest}"
+
+
+def describe(access: intent_pb2.GpuAccess) -> str:
+    """The intent's history line for how its pods get their GPUs."""
+    if access.method == intent_pb2.GPU_ACCESS_METHOD_RESOURCE_CLAIM:
+        return (
+            f"{access.gpus_per_pod} GPUs per pod claimed through DRA from "
+            f"ResourceClaimTemplate {access.claim_template} ({access.reason})"
+        )
+    why = f": {access.reason}" if access.reason else ""
+    return f"{access.gpus_per_pod} GPUs per pod as {access.resource} limits{why}"
+
+
+def gpu_access(
+    intent: intent_pb2.Intent, claim: GpuClaim | None, reason: str = ""
+) -> intent_pb2.GpuAccess:
+    """How the pods of `manifests(intent, _, claim)` get their GPUs, for the intent."""
+    per_pod = gpus_per_pod(intent)
+    if claim is None:
+        return intent_pb2.GpuAccess(
+            method=intent_pb2.GPU_ACCESS_METHOD_DEVICE_PLUGIN,
+            gpus_per_pod=per_pod,
+            resource=GPU_RESOURCES[vendor(intent)],
+            reason=reason,
+        )
+    return intent_pb2.GpuAccess(
+        method=intent_pb2.GPU_ACCESS_METHOD_RESOURCE_CLAIM,
+        gpus_per_pod=per_pod,
+        device_class=claim.device_class,
+        claim_template=claim_template(intent, claim),
+        selectors=claim.selectors,
+        reason=claim.reason,
+    )
+
+
+def _container(
+    intent: intent_pb2.Intent, claim: GpuClaim | None, gpus_per_pod: int
+) -> dict[str, Any]:
     workload = intent.workload
     resources = workload.resources
     requests: dict[str, str] = {}
@@ -109,13 +194,16 @@ def _container(intent: intent_pb2.Intent, gpu_resource: str, gpus_per_pod: int) 
     if resources.memory:
         requests["memory"] = resources.memory
     limits = dict(requests)
-    if gpus_per_pod:
+    container_resources: dict[str, Any] = {"requests": requests, "limits": limits}
+    if gpus_per_pod and claim is None:
         # Extended resources are set as limits (requests follow them).
-        limits[gpu_resource] = str(gpus_per_pod)
+        limits[GPU_RESOURCES[vendor(intent)]] = str(gpus_per_pod)
+    elif gpus_per_pod:
+        container_resources["claims"] = [{"name": CLAIM}]
     container: dict[str, Any] = {
         "name": _dns_label(workload.name) or "workload",
         "image": workload.image,
-        "resources": {"requests": requests, "limits": limits},
+        "resources": container_resources,
         "env": [{"name": e.name, "value": e.value} for e in workload.env],
     }
     for secret in workload.secrets:
@@ -155,11 +243,12 @@ def _volumes(intent: intent_pb2.Intent) -> list[dict[str, Any]]:
 
 
 def _pod_spec(
-    intent: intent_pb2.Intent, liqo_id: str, gpu_resource: str, gpus_per_pod: int, restart: str
+    intent: intent_pb2.Intent, liqo_id: str, claim: GpuClaim | None, restart: str
 ) -> dict[str, Any]:
-    return {
+    per_pod = gpus_per_pod(intent)
+    spec: dict[str, Any] = {
         "restartPolicy": restart,
-        "containers": [_container(intent, gpu_resource, gpus_per_pod)],
+        "containers": [_container(intent, claim, per_pod)],
         "volumes": _volumes(intent),
         # What Liqo's webhook adds for an offloaded namespace, stated here so the pods land on
         # the contracted provider even where no webhook runs.
@@ -168,24 +257,67 @@ def _pod_spec(
             {"key": VIRTUAL_NODE_TAINT_KEY, "operator": "Exists", "effect": "NoExecute"}
         ],
     }
+    if claim is not None and per_pod:
+        spec["resourceClaims"] = [
+            {"name": CLAIM, "resourceClaimTemplateName": claim_template(intent, claim)}
+        ]
+    return spec
+
+
+def _claim_template(
+    intent: intent_pb2.Intent, claim: GpuClaim, namespace_name: str, labels: dict[str, str]
+) -> dict[str, Any]:
+    """Each pod's claim: exactly its share of whole GPUs of the DeviceClass that fit."""
+    return {
+        "apiVersion": DRA_API,
+        "kind": "ResourceClaimTemplate",
+        "metadata": {
+            "name": claim_template(intent, claim),
+            "namespace": namespace_name,
+            "labels": labels,
+        },
+        "spec": {
+            "metadata": {"labels": labels},
+            "spec": {
+                "devices": {
+                    "requests": [
+                        {
+                            "name": CLAIM,
+                            "exactly": {
+                                "deviceClassName": claim.device_class,
+                                "allocationMode": "ExactCount",
+                                "count": gpus_per_pod(intent),
+                                "selectors": [
+                                    {"cel": {"expression": expression}}
+                                    for expression in claim.selectors
+                                ],
+                            },
+                        }
+                    ]
+                }
+            },
+        },
+    }
 
 
 def provider_label(intent: intent_pb2.Intent) -> str:
     return _dns_label(intent.placement.provider) or "unplaced"
 
 
-def manifests(intent: intent_pb2.Intent, liqo_id: str) -> list[dict[str, Any]]:
-    """Every object of the workload, in the order they are created."""
+def manifests(
+    intent: intent_pb2.Intent, liqo_id: str, claim: GpuClaim | None = None
+) -> list[dict[str, Any]]:
+    """Every object of the workload, in the order they are created; `claim`: the pods
+    claim their GPUs through DRA, else they set GPU limits."""
     workload = intent.workload
     space = resource_name(intent.name)
     _, intent_id = ids(intent.name)
     name = _dns_label(workload.name) or "workload"
     labels = {INTENT_LABEL: intent_id, "app.kubernetes.io/name": name}
     pod_labels = {**labels, PROVIDER_LABEL: provider_label(intent)}
-    vendor = intent.placement.gpu_model.split("-", 1)[0]
-    gpu_resource = GPU_RESOURCES.get(vendor, GPU_RESOURCES["nvidia"])
-    gpu_count = sum(n.gpu_count for n in intent.placement.nodes) or workload.resources.gpu.count
     out: list[dict[str, Any]] = []
+    if claim is not None and gpus_per_pod(intent):
+        out.append(_claim_template(intent, claim, space, labels))
     for volume in workload.storage.volumes:
         if volume.type == intent_pb2.VOLUME_TYPE_TEMPORARY:
             continue
@@ -203,8 +335,7 @@ def manifests(intent: intent_pb2.Intent, liqo_id: str) -> list[dict[str, Any]]:
     metadata = {"name": name, "namespace": space, "labels": labels}
     if workload.type == intent_pb2.WORKLOAD_TYPE_JOB:
         batch = workload.batch
-        parallel = max(1, batch.parallel_tasks)
-        per_pod = max(1, gpu_count // parallel) if gpu_count else 0
+        parallel = pod_count(intent)
         job_spec: dict[str, Any] = {
             "parallelism": parallel,
             "completions": 1
@@ -213,7 +344,7 @@ def manifests(intent: intent_pb2.Intent, liqo_id: str) -> list[dict[str, Any]]:
             "backoffLimit": batch.max_retries if workload.HasField("batch") else 3,
             "template": {
                 "metadata": {"labels": pod_labels},
-                "spec": _pod_spec(intent, liqo_id, gpu_resource, per_pod, "Never"),
+                "spec": _pod_spec(intent, liqo_id, claim, "Never"),
             },
         }
         if batch.HasField("timeout"):
@@ -222,8 +353,7 @@ def manifests(intent: intent_pb2.Intent, liqo_id: str) -> list[dict[str, Any]]:
             {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
         )
     else:
-        replicas = max(1, workload.scaling.min_replicas)
-        per_pod = max(1, gpu_count // replicas) if gpu_count else 0
+        replicas = pod_count(intent)
         out.append(
             {
                 "apiVersion": "apps/v1",
@@ -234,7 +364,7 @@ def manifests(intent: intent_pb2.Intent, liqo_id: str) -> list[dict[str, Any]]:
                     "selector": {"matchLabels": labels},
                     "template": {
                         "metadata": {"labels": pod_labels},
-                        "spec": _pod_spec(intent, liqo_id, gpu_resource, per_pod, "Always"),
+                        "spec": _pod_spec(intent, liqo_id, claim, "Always"),
                     },
                 },
             }
