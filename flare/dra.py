@@ -21,6 +21,7 @@ from typing import Any
 
 from flare import gpus
 from flare.quantity import QuantityError, parse_quantity
+from flare.v1 import intent_pb2
 
 GROUP = "resource.k8s.io"
 VERSION = "v1"
@@ -227,3 +228,14 @@ def selectors(driver: Driver, ask: Ask, published: Iterable[Device]) -> list[str
             f'{attributes}.{driver.compute_capability}.compareTo(semver("{major}.{minor}.0")) >= 0'
         )
     return out
+
+
+def describe(access: intent_pb2.GpuAccess) -> str:
+    """How an intent's pods get their GPUs, for people (its history, flarectl)."""
+    if access.method == intent_pb2.GPU_ACCESS_METHOD_RESOURCE_CLAIM:
+        return (
+            f"{access.gpus_per_pod} GPUs per pod claimed through DRA from "
+            f"ResourceClaimTemplate {access.claim_template} ({access.reason})"
+        )
+    why = f": {access.reason}" if access.reason else ""
+    return f"{access.gpus_per_pod} GPUs per pod as {access.resource} limits{why}"

@@ -21,6 +21,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from flare import dra
 from flare.v1 import (
     common_pb2,
     intent_pb2,
@@ -234,6 +235,7 @@ def intent_detail(intent: intent_pb2.Intent) -> list[RenderableType]:
         ("placement", f"{_where(placement)} {placement.gpu_model} on {nodes}".strip()),
         ("cost/h", money(placement.hourly_cost)),
         *_usage_rows(intent.usage),
+        ("gpu access", dra.describe(intent.gpu_access) if intent.HasField("gpu_access") else ""),
         ("endpoint", intent.endpoint),
         ("revision", str(intent.revision)),
         ("created", timestamp(intent.create_time)),

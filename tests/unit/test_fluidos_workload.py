@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.federation.fluidos import workload
+from flare import dra
 from flare.v1 import intent_pb2
 from tests.intents import SEED_INFERENCE, SEED_TRAINING, intent_from
 
@@ -133,11 +134,11 @@ def test_the_intent_records_how_its_pods_get_their_gpus() -> None:
     assert (claimed.device_class, claimed.gpus_per_pod) == ("gpu.nvidia.com", 4)
     assert claimed.claim_template == workload.manifests(intent, "p", CLAIM)[0]["metadata"]["name"]
     assert list(claimed.selectors) == list(CLAIM.selectors)
-    assert "claimed through DRA" in workload.describe(claimed)
+    assert "claimed through DRA" in dra.describe(claimed)
     limited = workload.gpu_access(intent, None, "no DeviceClass selects gpu.nvidia.com devices")
     assert limited.method == intent_pb2.GPU_ACCESS_METHOD_DEVICE_PLUGIN
     assert limited.resource == "nvidia.com/gpu"
-    assert workload.describe(limited) == (
+    assert dra.describe(limited) == (
         "4 GPUs per pod as nvidia.com/gpu limits: no DeviceClass selects gpu.nvidia.com devices"
     )
 

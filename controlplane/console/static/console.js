@@ -100,6 +100,14 @@ function useFollow(path, onItem, onError) {
 // ---- small pieces ---------------------------------------------------------
 
 const bare = (enumName, prefix) => (enumName || "").replace(prefix, "");
+// How the pods get their GPUs (the intent's gpu_access, set when it deploys).
+const gpuAccess = (a) => {
+  if (!a || !a.method) return "—";
+  if (bare(a.method, "GPU_ACCESS_METHOD_") === "RESOURCE_CLAIM") {
+    return `${a.gpus_per_pod} per pod claimed through DRA (DeviceClass ${a.device_class}, ResourceClaimTemplate ${a.claim_template})`;
+  }
+  return `${a.gpus_per_pod} per pod as ${a.resource} limits${a.reason ? `: ${a.reason}` : ""}`;
+};
 const stateOf = (intent) => bare(intent.state, "STATE_");
 const money = (m) => (m && m.amount ? `${m.amount} ${m.currency_code}` : "—");
 const when = (t) => (t ? new Date(t).toLocaleString() : "—");
@@ -233,6 +241,7 @@ function IntentDetail({ name }) {
       <dt>GPUs</dt><dd>${intent.workload?.resources?.gpu?.count || 0}× ${intent.workload?.resources?.gpu?.model || "any"}</dd>
       <dt>Placement</dt><dd id="placement">${p ? `${p.provider} · ${p.cluster} · ${p.region} · ${p.gpu_model} on ${(p.nodes || []).map((n) => `${n.node} (${n.gpu_count})`).join(", ")} · ${money(p.hourly_cost)}/h` : "not placed"}</dd>
       <dt>Cost so far</dt><dd>${money(intent.usage?.cost_so_far)}</dd>
+      <dt>GPU access</dt><dd id="gpu-access">${gpuAccess(intent.gpu_access)}</dd>
       <dt>Endpoint</dt><dd>${intent.endpoint || "—"}</dd>
     </dl>
     <div class="actions" style=${{ marginTop: "1rem" }}>

@@ -543,7 +543,7 @@ class FluidosFederation(CapacityListeners):
         await self._say(intent, "Offloaded", f"namespace {name} offloaded to {liqo_id}")
         claim, reason = await self._blocking(self._gpu_claim, intent, liqo_id)
         access = workload.gpu_access(intent, claim, reason)
-        await self._say(intent, "GpuAccess", workload.describe(access))
+        await self._say(intent, "GpuAccess", dra.describe(access))
         for manifest in workload.manifests(intent, liqo_id, claim):
             await self._apply_core(manifest)
         started = time.monotonic()

@@ -150,17 +150,6 @@ def claim_template(intent: intent_pb2.Intent, claim: GpuClaim) -> str:
     return f"{base[: _MAX_NAME - 9].rstrip('-')}-{digest}"
 
 
-def describe(access: intent_pb2.GpuAccess) -> str:
-    """The intent's history line for how its pods get their GPUs."""
-    if access.method == intent_pb2.GPU_ACCESS_METHOD_RESOURCE_CLAIM:
-        return (
-            f"{access.gpus_per_pod} GPUs per pod claimed through DRA from "
-            f"ResourceClaimTemplate {access.claim_template} ({access.reason})"
-        )
-    why = f": {access.reason}" if access.reason else ""
-    return f"{access.gpus_per_pod} GPUs per pod as {access.resource} limits{why}"
-
-
 def gpu_access(
     intent: intent_pb2.Intent, claim: GpuClaim | None, reason: str = ""
 ) -> intent_pb2.GpuAccess:
