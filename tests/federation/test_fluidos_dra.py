@@ -53,13 +53,15 @@ def intent_claims(world: World, name: str) -> list[dict[str, Any]]:
     return published.claims(world.consumer, f"{workload.INTENT_LABEL}={intent_id}")
 
 
-async def until_history(
-    plane: Running, name: str, reason: str, timeout: float = 60
+async def until_told(
+    plane: Running, name: str, reason: str, containing: str, timeout: float = 60
 ) -> intent_pb2.StateTransition:
+    """The history entry `reason` whose message contains `containing` (the scheduler may
+    first say something else: that the pod's claim is not made yet)."""
     deadline = time.monotonic() + timeout
     while True:
         intent = await get(plane, name)
-        found = [t for t in intent.history if t.reason == reason]
+        found = [t for t in intent.history if t.reason == reason and containing in t.message]
         if found:
             return found[-1]
         assert time.monotonic() < deadline, [(t.reason, t.message) for t in intent.history]
@@ -87,8 +89,8 @@ async def test_claims_get_only_fitting_gpus_an_over_ask_waits_reported_and_cance
 
     # provider-2 still sells four GPUs (its Flavor counts eight), but no 80 GB one is free.
     second = await create(fluidos_plane, big_a100s("second", 2))
-    pending = await until_history(fluidos_plane, second, "PodsPending")
-    assert "cannot allocate all claims" in pending.message, pending.message
+    pending = await until_told(fluidos_plane, second, "PodsPending", "cannot allocate all claims")
+    assert pending.message.startswith("pod second-"), pending.message
     waiting = await get(fluidos_plane, second)
     assert waiting.state == intent_pb2.STATE_DEPLOYING
     assert waiting.placement.provider == "provider-2"
