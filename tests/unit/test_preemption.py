@@ -5,6 +5,7 @@ reason in their history and run again when capacity returns."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -69,6 +70,17 @@ async def submit(
         lifecycle.created(intent, now=utc_now()), tenant="t", request_id=""
     )
     return stored.name
+
+
+async def until(
+    store: SqliteStore, name: str, done: Callable[[intent_pb2.Intent], bool]
+) -> intent_pb2.Intent:
+    for _ in range(500):
+        intent = await store.get(name)
+        if intent is not None and done(intent):
+            return intent
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{name}: {intent}")
 
 
 def waiting(state: int) -> bool:
@@ -149,7 +161,14 @@ async def test_an_intent_with_a_max_interruption_is_preempted_when_it_can_move(
     await settle(store, [filler], lambda s: s == lifecycle.RUNNING)
     big = await submit(store, "big", 4, HIGH)
 
-    urgent, moved, queued = await settle(store, [big, mover, batch], waiting)
+    # The mover goes through QUEUED ("waiting for capacity") on its way to m: wait for where
+    # it ends, not for the first moment every intent is RUNNING or QUEUED.
+    moved = await until(
+        store,
+        mover,
+        lambda i: i.state == lifecycle.RUNNING and i.placement.offer.endswith("/m"),
+    )
+    urgent, queued = await settle(store, [big, batch], waiting)
 
     assert urgent.state == lifecycle.RUNNING and urgent.placement.offer.endswith("/n")
     assert moved.state == lifecycle.RUNNING and moved.placement.offer.endswith("/m")
