@@ -3,8 +3,9 @@ that the streamer drains, and keeps the Node's annotations and the node's
 Flavor current (at start, when the inventory changes, and every resync
 period, so drift made by hand is repaired).
 
-On stop it takes no more samples, gives the streamer a grace period to have
-everything acknowledged, and reports what it did.
+On stop it takes no more samples (a round of the probe under way finishes and
+is sent), gives the streamer a grace period to have everything acknowledged, and
+reports what it did.
 """
 
 from __future__ import annotations
@@ -104,13 +105,18 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> AgentReport:
         self._inventory = await asyncio.to_thread(self.probe.inventory)
         stream_stop = asyncio.Event()
-        tasks = [asyncio.create_task(self._sample_loop(stop))]
+        sampling = asyncio.create_task(self._sample_loop(stop))
+        tasks = [sampling]
         if self.streamer is not None:
             tasks.append(asyncio.create_task(self.streamer.run(stream_stop)))
         if self.kube_sync is not None:
             tasks.append(asyncio.create_task(self._kube_loop(stop)))
         try:
             await stop.wait()
+            # A round of the probe under way when the stop came still lands in the outbox:
+            # the drain must wait for it too, or its messages are left unacknowledged.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sampling), self.grace_seconds)
             if self.streamer is not None and not await self.streamer.drained(self.grace_seconds):
                 log.warning(
                     "stopping with %d messages not acknowledged by the control plane",

@@ -4,6 +4,7 @@ control plane killed mid-stream loses nothing and takes nothing twice."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import signal
@@ -17,6 +18,7 @@ import grpc
 import pytest
 
 from agent.outbox import Outbox
+from agent.probe.base import Reading
 from agent.probe.sim import Fault, SimProbe
 from controlplane.telemetry.journal import Kind, read_segment
 from flare.v1 import (
@@ -72,6 +74,32 @@ async def test_an_agent_becomes_an_offer_and_the_cheapest_intent_lands_on_it(
     await eventually(placed)
     [offer] = await lab_offers(control_plane)
     assert offer.gpus_free == 2
+
+
+class StopsWhileSampling(SimProbe):
+    """A SimProbe whose fifth reading asks the agent to stop, and returns only after the
+    agent has begun stopping: the stop lands in the middle of a round of the probe."""
+
+    stop: asyncio.Event
+    loop: asyncio.AbstractEventLoop
+
+    def sample(self) -> tuple[Reading, ...]:
+        readings = super().sample()
+        if self._samples == 5:
+            self.loop.call_soon_threadsafe(self.stop.set)
+            time.sleep(0.3)
+        return readings
+
+
+async def test_a_reading_under_way_when_the_agent_stops_is_acknowledged_too(
+    control_plane: Running,
+) -> None:
+    probe = StopsWhileSampling("a100", 2)
+    stop, task = start_agent(control_plane, probe, "lab-stopping")
+    probe.stop, probe.loop = stop, asyncio.get_running_loop()
+    report = await asyncio.wait_for(task, 20)
+    assert report.samples == 5
+    assert (report.unacked, report.acked) == (0, report.last_sequence), report
 
 
 async def test_unhealthy_gpus_and_a_silent_agent_leave_placement(
