@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.probe.base import GpuInfo, Inventory
-from flare import dra
+from agent.probe.base import GpuInfo, Inventory, pci_bus_key
+from flare import dra, gpus
 
-MEMORY_TOLERANCE = 0.05
 _MIB = 2**20
 _SHOWN = 3  # identities named in one message
 
@@ -33,24 +32,13 @@ def published(devices: Sequence[dra.Device], vendor: str) -> Published | None:
     return Published(driver.name, len(whole)) if whole else None
 
 
-def pci_bus_id(text: str) -> str:
-    """ "00000000:19:00.0" (NVML) and "0000:19:00.0" (sysfs, DRA) as one spelling."""
-    parts = text.strip().lower().split(":")
-    if len(parts) == 3:
-        try:
-            return f"{int(parts[0], 16):04x}:{parts[1]}:{parts[2]}"
-        except ValueError:
-            pass
-    return text.strip().lower()
-
-
 def _identity(gpu: GpuInfo, driver: dra.Driver) -> str:
-    return pci_bus_id(gpu.pci_bus_id) if driver.identity == dra.PCI_BUS_ID else gpu.uuid
+    return pci_bus_key(gpu.pci_bus_id) if driver.identity == dra.PCI_BUS_ID else gpu.uuid
 
 
 def _device_identity(device: dra.Device, driver: dra.Driver) -> str:
     value = str(device.attribute(driver.identity) or "")
-    return pci_bus_id(value) if driver.identity == dra.PCI_BUS_ID else value
+    return pci_bus_key(value) if driver.identity == dra.PCI_BUS_ID else value
 
 
 def _listed(names: Sequence[str]) -> str:
@@ -96,7 +84,7 @@ def mismatches(devices: Sequence[dra.Device], inventory: Inventory) -> list[str]
                 )
             if device.memory_bytes:  # AMD's driver publishes 0 when it cannot read it
                 mib, probed = device.memory_bytes / _MIB, gpu.memory_bytes / _MIB
-                if abs(mib - probed) > MEMORY_TOLERANCE * probed:
+                if abs(mib - probed) > gpus.MEMORY_TOLERANCE * probed:
                     found.append(
                         f"{where}: {device.name} has {mib:.0f} MiB but the agent found "
                         f"{probed:.0f} MiB"

@@ -26,9 +26,6 @@ from flare.v1 import intent_pb2
 GROUP = "resource.k8s.io"
 VERSION = "v1"
 PCI_BUS_ID = "resource.kubernetes.io/pciBusID"
-# Drivers keep some memory for themselves (an 80 GB H100 shows 81,559 MiB): a memory
-# floor is asked at this share, the tolerance flare.gpus uses for nominal memory.
-MEMORY_TOLERANCE = Decimal("0.95")
 
 Attribute = str | int | bool
 
@@ -180,8 +177,8 @@ def _cel_string(text: str) -> str:
     return json.dumps(text)
 
 
-def _mebibytes(gib: float) -> str:
-    return f'quantity("{int(Decimal(str(gib)) * MEMORY_TOLERANCE * 1024)}Mi")'
+def _mebibytes(gib: float, share: Decimal = Decimal(1)) -> str:
+    return f'quantity("{int(Decimal(str(gib)) * share * 1024)}Mi")'
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +207,11 @@ def selectors(driver: Driver, ask: Ask, published: Iterable[Device]) -> list[str
             return []
         out.append(f"{attributes}.productName in [{', '.join(map(_cel_string, products))}]")
     if ask.min_memory_gib:
-        out.append(
-            f"has({capacity}.memory) && "
-            f"{capacity}.memory.compareTo({_mebibytes(ask.min_memory_gib)}) >= 0"
-        )
+        # Drivers keep some memory for themselves: the floor allows flare.gpus' tolerance.
+        floor = _mebibytes(ask.min_memory_gib, 1 - Decimal(str(gpus.MEMORY_TOLERANCE)))
+        out.append(f"has({capacity}.memory) && {capacity}.memory.compareTo({floor}) >= 0")
     if ask.max_memory_gib:
-        ceiling = f'quantity("{int(Decimal(str(ask.max_memory_gib)) * 1024)}Mi")'
+        ceiling = _mebibytes(ask.max_memory_gib)
         out.append(f"has({capacity}.memory) && {capacity}.memory.compareTo({ceiling}) <= 0")
     if ask.architecture and driver.architecture:
         out.append(

@@ -469,6 +469,11 @@ def normalize_model(name: str) -> str | None:
     return spec.model if spec else None
 
 
+# How far a driver's memory reading may sit from the board's nominal memory: drivers keep
+# some for themselves (an 80 GB H100 reports 81,559 MiB, 79.6 GiB).
+MEMORY_TOLERANCE = 0.05
+
+
 def nominal_memory_gib(spec: GpuSpec | None, memory_bytes: int) -> int:
     """The board's memory as sold, from what the driver reports: drivers keep
     some for themselves (an 80 GB H100 reports 81,559 MiB, 79.6 GiB), so a
@@ -477,7 +482,7 @@ def nominal_memory_gib(spec: GpuSpec | None, memory_bytes: int) -> int:
     gib = memory_bytes / 2**30
     if spec is not None:
         nearest = min(spec.memory_gib, key=lambda variant: abs(variant - gib))
-        if abs(nearest - gib) <= 0.05 * nearest:
+        if abs(nearest - gib) <= MEMORY_TOLERANCE * nearest:
             return nearest
     return int(gib)
 

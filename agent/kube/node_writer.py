@@ -35,7 +35,6 @@ AGREEMENT = "the node's published GPUs agree with the agent's inventory"
 GFD_PRODUCT = "nvidia.com/gpu.product"
 GFD_COUNT = "nvidia.com/gpu.count"
 GFD_MEMORY = "nvidia.com/gpu.memory"  # MiB
-MEMORY_TOLERANCE = 0.05
 _MIB = 2**20
 _SECTIONS = ("annotations", "labels")
 
@@ -94,7 +93,7 @@ def gfd_mismatches(labels: Mapping[str, str], inventory: Inventory) -> list[str]
     if GFD_MEMORY in labels:
         text = labels[GFD_MEMORY]
         mib = memory / _MIB
-        if not text.isdigit() or abs(int(text) - mib) > MEMORY_TOLERANCE * mib:
+        if not text.isdigit() or abs(int(text) - mib) > gpus.MEMORY_TOLERANCE * mib:
             found.append(f"{GFD_MEMORY} is {text!r} MiB but the agent found {mib:.0f} MiB per GPU")
     return found
 

@@ -20,6 +20,17 @@ class Health(Enum):
     UNHEALTHY = "unhealthy"  # lost, fallen off the bus, uncorrectable ECC, fatal Xid
 
 
+def pci_bus_key(bus_id: str) -> str:
+    """One spelling of a PCI address: "00000000:18:00.0" (NVML), "0000:18:00.0" (sysfs,
+    DRA's `resource.kubernetes.io/pciBusID`) and "0000:18:00.0" in capitals are one."""
+    try:
+        domain, bus, rest = bus_id.strip().split(":")
+        device, function = rest.split(".")
+        return f"{int(domain, 16):x}:{int(bus, 16):x}:{int(device, 16):x}.{int(function, 16):x}"
+    except ValueError:
+        return bus_id.strip().lower()
+
+
 @dataclass(frozen=True, slots=True)
 class MigInstance:
     uuid: str

@@ -30,6 +30,7 @@ from agent.probe.base import (
     ProbeError,
     Process,
     Reading,
+    pci_bus_key,
     xid_problems,
 )
 from agent.probe.driver import Device, DriverProbe, GpuGone
@@ -87,16 +88,6 @@ def _text(value: object) -> str:
 
 def _address(handle: Any) -> int:
     return ctypes.cast(handle, ctypes.c_void_p).value or 0
-
-
-def _bus_key(bus_id: str) -> str:
-    """ "00000000:18:00.0" and "0000:18:00.0" name the same function."""
-    try:
-        domain, bus, rest = bus_id.strip().split(":")
-        device, function = rest.split(".")
-        return f"{int(domain, 16):x}:{int(bus, 16):x}:{int(device, 16):x}.{int(function, 16):x}"
-    except ValueError:
-        return bus_id.strip().lower()
 
 
 @dataclass
@@ -377,17 +368,17 @@ class NvmlProbe(DriverProbe[_Device]):
                 handle,
                 link,
             )
-            key = _bus_key(_text(pci.busId)) if pci is not None else "?"
+            key = pci_bus_key(_text(pci.busId)) if pci is not None else "?"
             remotes[key] = remotes.get(key, 0) + 1
         return remotes
 
     def _links(self, devices: list[_Device]) -> tuple[Link, ...]:
         nvml = self._nvml
-        gpu_buses = {_bus_key(d.info.pci_bus_id) for d in devices}
+        gpu_buses = {pci_bus_key(d.info.pci_bus_id) for d in devices}
         links = []
         for i, a in enumerate(devices):
             for b in devices[i + 1 :]:
-                direct = a.nvlink_remotes.get(_bus_key(b.info.pci_bus_id), 0)
+                direct = a.nvlink_remotes.get(pci_bus_key(b.info.pci_bus_id), 0)
                 # Links that end on something other than a GPU end on an NVSwitch.
                 switched_a = sum(n for k, n in a.nvlink_remotes.items() if k not in gpu_buses)
                 switched_b = sum(n for k, n in b.nvlink_remotes.items() if k not in gpu_buses)

@@ -57,10 +57,7 @@ def resource_slice(
             "productName": {"string": gpu.product},
             "index": {"int": index},
         }
-        if spec.identity == dra.PCI_BUS_ID:
-            attributes[dra.PCI_BUS_ID] = {"string": gpu.uuid}
-        else:
-            attributes[spec.identity] = {"string": gpu.uuid}
+        attributes[spec.identity] = {"string": gpu.uuid}
         if spec.architecture:
             attributes[spec.architecture] = {"string": gpu.architecture}
         if spec.compute_capability:

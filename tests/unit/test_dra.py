@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from agent import dra as agent_dra
-from agent.probe.base import Inventory
+from agent.probe.base import Inventory, pci_bus_key
 from agent.probe.sim import SimProbe
 from flare import dra
 from tests.harness.dra import PublishedGpu, device_class, resource_slice
@@ -137,7 +137,7 @@ def test_amd_gpus_are_matched_by_pci_bus_id_whatever_its_spelling() -> None:
         for gpu in inventory.gpus
     ]
     devices = dra.devices([resource_slice("n", gpus, driver="gpu.amd.com")])
-    assert agent_dra.pci_bus_id("00000000:18:00.0") == agent_dra.pci_bus_id("0000:18:00.0")
+    assert pci_bus_key("00000000:18:00.0") == pci_bus_key("0000:18:00.0")
     assert agent_dra.mismatches(devices, inventory) == []
     devices[0] = replace(devices[0], memory_bytes=0)  # AMD's "could not read it"
     assert agent_dra.mismatches(devices, inventory) == []
